@@ -1,0 +1,41 @@
+# restaurant_actions — set-up, report, tests, benchmarks.  `make help` lists the targets.
+PYTHON   ?= python3
+VENV     ?= .venv
+PROFILE  ?= quick
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+
+.PHONY: all install report test test-all bench export clean-nbs sync help
+all: install
+
+help:
+	@echo "make            set up $(VENV) (pinned, editable install; quick when nothing changed)"
+	@echo "make report     run the experiment notebooks with papermill into runs/<PROFILE>/ (PROFILE=$(PROFILE))"
+	@echo "make test       run every notebook and tests/ with pytest (slow/gpu cells skipped)"
+	@echo "make test-all   same, with the slow cells too"
+	@echo "make bench      run the benchmarks in bench/"
+	@echo "make sync       nbdev_export + nbdev_clean after editing notebooks"
+
+install: $(STAMP)
+
+# Re-installs only when the dependency files change.
+$(STAMP): settings.ini setup.py constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+report: $(STAMP)
+	$(BIN)/restaurant-actions report --profile $(PROFILE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 tests
+
+test-all: $(STAMP)
+	RESTAURANT_ACTIONS_TEST_FLAGS="slow" $(BIN)/python -m pytest -n 2 tests
+
+bench: $(STAMP)
+	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+sync: $(STAMP)
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
