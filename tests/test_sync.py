@@ -1,5 +1,5 @@
 """The exported package must be exactly what nbdev_export makes of the notebooks, and notebooks must be clean."""
-import json, shutil, tempfile
+import json, shutil
 from pathlib import Path
 
 from nbdev.clean import clean_nb
@@ -11,13 +11,14 @@ NBS = ROOT/'nbs'
 PKG = ROOT/'restaurant_actions'
 
 
-def test_package_matches_notebooks():
-    # export next to the package (same depth), so the relative source paths in the headers agree
-    tmp = Path(tempfile.mkdtemp(prefix='.sync-check-', dir=ROOT))
-    try:
-        for nb in sorted(NBS.glob('*.ipynb')): nb_export(nb, lib_path=tmp)
-        made = {p.relative_to(tmp): p.read_text() for p in tmp.rglob('*.py') if p.name != '__init__.py'}
-    finally: shutil.rmtree(tmp, ignore_errors=True)
+def test_package_matches_notebooks(tmp_path):
+    # export a copy laid out like the project (tmp/nbs, tmp/restaurant_actions), so the relative source paths in
+    # the module headers and the relative imports come out exactly as nbdev_export writes them
+    (tmp_path/'nbs').mkdir()
+    for nb in sorted(NBS.glob('*.ipynb')): shutil.copy(nb, tmp_path/'nbs'/nb.name)
+    out = tmp_path/PKG.name
+    for nb in sorted((tmp_path/'nbs').glob('*.ipynb')): nb_export(nb, lib_path=out)
+    made = {p.relative_to(out): p.read_text() for p in out.rglob('*.py') if p.name != '__init__.py'}
     have = {p.relative_to(PKG): p.read_text() for p in PKG.rglob('*.py')
             if p.name not in ('__init__.py', '_modidx.py') and '__pycache__' not in p.parts}
     assert made, 'no module was exported: are the #| default_exp cells there?'
