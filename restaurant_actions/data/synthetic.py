@@ -116,6 +116,7 @@ class SynthConfig(Config):
     noise: float = 6.0            # sensor noise σ (grey levels)
     flicker: float = 0.04         # lighting flicker amplitude (relative)
     label_noise: float = 0.0      # fraction of action clips given a wrong class (the true class is kept in meta)
+    video_format: str = 'mp4'     # 'mp4' (MPEG-4, as CCTV exports), 'avi' (MJPG, intra-frame only) or 'jpg' (frame folders)
 
     @classmethod
     def preset(cls, difficulty: str = 'medium', **kw) -> 'SynthConfig':
@@ -163,6 +164,7 @@ class _Span:
     tool: str | None = None; item: str | None = None
     osc: bool = False                          # small oscillation (working *at* a place, or idling)
     pause: tuple | None = None                 # (path fraction, time fraction) of a mid-action stop
+    pad: float = 1.0                           # how loosely the annotator drew this clip's boxes
 
 def _progress(u: float, pause) -> float:
     "Eased path fraction at time fraction `u`, with an optional stop at path fraction `pause[0]`."
@@ -206,7 +208,7 @@ def _script(cfg: SynthConfig, n_frames: int, rng, acting: bool = True, lane: flo
         n_go = int(np.linalg.norm(pa - pos) / speed * fps) + 1
         n_idle = int(rng.exponential(n_act * cfg.idle / max(1 - cfg.idle, 1e-3))) + 1 if acting else int(rng.integers(1, fps))
         for sp in (_Span(t, t + n_idle, -1, pos, pos, osc=True), _Span(t + n_idle, t + n_idle + n_go, -1, pos, pa),
-                   _Span(t + n_idle + n_go, t + n_idle + n_go + n_act, c, pa, pb, tool, item, kind == 'at', pause)):
+                   _Span(t + n_idle + n_go, t + n_idle + n_go + n_act, c, pa, pb, tool, item, kind == 'at', pause, float(rng.uniform(0.6, 1.6)))):
             if sp.start < n_frames: sp.end = min(sp.end, n_frames); out.append(sp)
         t, pos = t + n_idle + n_go + n_act, pb
     return out
@@ -263,6 +265,17 @@ def _draw_hand(img, P0, hand, tool, item, W, H, cue=False):
     if cue: cv2.circle(img, hand, r + 2, (255, 0, 255), 1)
     cv2.circle(img, hand, r, (205, 160, 130), -1)                       # hand (skin)
 
+def _action_box(hand, s: _Span, names, W, H) -> np.ndarray:
+    "The annotator's box: hand, tool, item (and the operated object's display), padded by the clip's looseness."
+    r, (hx, hy) = max(2, W // 64), hand
+    parts = [(hx - r, hy - r, hx + r, hy + r)]
+    if s.tool == 'tongs': parts.append((hx - r // 2 - 1, hy, hx + r // 2 + 1, hy + 3 * r))
+    if s.item is not None: ir = max(2, r * 2 // 3); parts.append((hx + r - ir, hy + r - ir, hx + r + ir, hy + r + ir))
+    if ACTION_PROGRAMS[names[s.cls]][0] == 'at': parts.append((hx - W // 40, hy - H // 14, hx + W // 40, hy - H // 30))
+    b = np.array(parts, np.float64)
+    pad = 0.015 * W * s.pad
+    return np.array([b[:, 0].min() - pad, b[:, 1].min() - pad, b[:, 2].max() + pad, b[:, 3].max() + pad])
+
 def _cue_classes(cfg: SynthConfig) -> set:
     "Class indices that get a visual cue: the second class of each look-alike pair beyond `cfg.lookalikes`."
     names = class_ranking(cfg.classes)
@@ -282,7 +295,6 @@ def render_frames(cfg: SynthConfig, workers: list, n_frames: int, rng, occluders
     hands = list(workers) + list(occluders)
     lanes = sum(_lanes(cfg), [])
     ptr = [0] * len(hands)
-    pad = 0.035
     for f in range(n_frames):
         img = bg.copy()
         boxes = {}
@@ -297,7 +309,7 @@ def render_frames(cfg: SynthConfig, workers: list, n_frames: int, rng, occluders
                 cv2.rectangle(img, (hand[0] - W // 40, hand[1] - H // 14), (hand[0] + W // 40, hand[1] - H // 30), (80, 230, 120), -1)
             _draw_hand(img, (int(lanes[wk] * W), H - 1), hand, s.tool, s.item, W, H, cue=s.cls in cues)
             if s.cls >= 0 and wk < len(workers):
-                boxes[(wk, s.start)] = (s.cls, np.array([p[0] - pad, p[1] - pad * 1.6, p[0] + pad * 1.6, p[1] + pad * 2.2]) * [W, H, W, H])
+                boxes[(wk, s.start)] = (s.cls, _action_box(hand, s, names, W, H))
         img = img.astype(np.int16) * gains[f] + bank[(f * 5 + 3) % 8]
         img = np.clip(img, 0, 255).astype(np.uint8)
         hf = hs if shake is None else [np.array([[1, 0, shake[f, 0]], [0, 1, shake[f, 1]], [0, 0, 1]]) @ h for h in hs]
@@ -316,6 +328,7 @@ def render_frames(cfg: SynthConfig, workers: list, n_frames: int, rng, occluders
 def make_synthetic(out, cfg: SynthConfig | None = None, progress: bool = True, **kw) -> Dataset:
     "Generate the synthetic restaurant into folder `out` (native format) and return the dataset."
     cfg = (cfg or SynthConfig()).replace(**kw) if kw else (cfg or SynthConfig())
+    if cfg.video_format not in ('mp4', 'avi', 'jpg'): raise ValueError(f"video_format must be 'mp4', 'avi' or 'jpg', got {cfg.video_format!r}")
     out = Path(out); (out/'videos').mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
     total = int(round(cfg.minutes * 60 * cfg.fps))
@@ -330,7 +343,8 @@ def make_synthetic(out, cfg: SynthConfig | None = None, progress: bool = True, *
         spans = [_script(cfg, n, rng, lane=l) for l in lw]
         occl = [_script(cfg, n, rng, acting=False, lane=l) for l in lo]
         vids = [f's{seg:02d}_c{v}' for v in range(cfg.views)]
-        writers = [VideoWriter(out/'videos'/f'{vid}.mp4', cfg.fps, cfg.size) for vid in vids]
+        ext = {'mp4': '.mp4', 'avi': '.avi', 'jpg': ''}[cfg.video_format]
+        writers = [VideoWriter(out/'videos'/f'{vid}{ext}', cfg.fps, cfg.size) for vid in vids]
         acc = {}
         try:
             for f, frames, boxes in render_frames(cfg, spans, n, rng, occl):
@@ -344,7 +358,7 @@ def make_synthetic(out, cfg: SynthConfig | None = None, progress: bool = True, *
             raise
         for w in writers: w.close()
         for v, vid in enumerate(vids):
-            videos.append(Video(vid, f'videos/{vid}.mp4', cfg.fps, cfg.size[0], cfg.size[1], n, f'c{v}'))
+            videos.append(Video(vid, f'videos/{vid}{ext}', cfg.fps, cfg.size[0], cfg.size[1], n, f'c{v}'))
         for (wk, s), (cls, frames, per_view) in sorted(acc.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             true_cls = cls
             if cfg.label_noise and rng.random() < cfg.label_noise:      # one wrong label, the same in every view
