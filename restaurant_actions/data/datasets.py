@@ -15,9 +15,11 @@ from torch.utils.data import Dataset as TorchDataset
 
 from ..boxes import clip_boxes
 from .annotations import Dataset
+from .splits import SeqItem, Split
+from .video import FrameCache
 
 # %% auto #0
-__all__ = ['clip_indices', 'color_matrix', 'ClipAugment']
+__all__ = ['clip_indices', 'color_matrix', 'ClipAugment', 'FrameDataset', 'ClipDataset', 'SequenceDataset', 'collate_detections']
 
 # %% ../../nbs/07_datasets.ipynb #728af8a9
 def clip_indices(key, T: int, d: int = 1, num_frames: int | None = None) -> np.ndarray:
@@ -81,3 +83,94 @@ class ClipAugment:
         cb = clip_boxes(nb, (W, H))
         keep = (area(cb) >= min_visible * np.maximum(area(nb), 1e-9)) & (cb[:, 2] - cb[:, 0] >= 1) & (cb[:, 3] - cb[:, 1] >= 1)
         return out, cb[keep].astype(np.float32), keep
+
+# %% ../../nbs/07_datasets.ipynb #026ad3a4
+class _FramesBase(TorchDataset):
+    "What the frame, clip and sequence datasets share: frame source, labels, key frames, augmentation."
+    def __init__(self, ds: Dataset, cache: FrameCache, split: Split | None = None, part: str = 'train',
+                 augment: ClipAugment | None = None, negatives: bool = True, every: int = 1, class_map: dict | None = None,
+                 seed: int = 0):
+        self.ds, self.cache, self.split, self.part, self.augment = ds, cache, split, part, augment
+        self.class_map, self.seed, self.epoch = class_map, seed, 0
+        self.size = tuple(cache.size)
+        if self.size is None: raise ValueError('the frame cache has no size: build it first (FrameCache.build(ds, size=...))')
+        keys = []
+        for vi, v in enumerate(ds.videos):
+            mask = split.mask(v.id, part) if split is not None else v.annotated_mask()
+            if not negatives: mask = mask & ds.labeled_mask(v.id)
+            fr = np.flatnonzero(mask)[::every]
+            keys.append(np.stack([np.full(len(fr), vi), fr], 1))
+        self.keys = np.concatenate(keys) if keys else np.zeros((0, 2), np.int64)
+
+    def set_epoch(self, epoch: int): self.epoch = int(epoch)
+
+    def labels(self, vid: str, frame: int):
+        "Boxes (pixels of the cache size) and class ids on a frame, after `class_map`."
+        b, c, _ = self.ds.boxes_at(vid, frame)
+        v = self.ds.video(vid)
+        b = b * np.array([self.size[0] / v.width, self.size[1] / v.height] * 2, np.float32)
+        if self.class_map is not None:
+            keep = np.array([int(x) in self.class_map for x in c], bool)
+            b, c = b[keep], np.array([self.class_map[int(x)] for x in c[keep]], np.int64)
+        return b.astype(np.float32), c.astype(np.int64)
+
+    def _pixels(self, vid: str, indices) -> torch.Tensor:
+        "Frames `[T,3,H,W]` float in [0,1] from the cache."
+        return torch.from_numpy(np.ascontiguousarray(self.cache.clip(vid, np.asarray(indices)))).permute(0, 3, 1, 2).float().div_(255)
+
+    def _params(self, *key):
+        return None if self.augment is None else self.augment.sample(np.random.default_rng([self.seed, self.epoch, *key]), self.size)
+
+    def _apply(self, x, boxes, classes, p):
+        if p is None: return x, boxes, classes
+        x, boxes, keep = ClipAugment.apply(x, boxes, p, self.augment.min_visible)
+        return x, boxes, classes[keep]
+
+    def __len__(self): return len(self.keys)
+
+# %% ../../nbs/07_datasets.ipynb #6713bea8
+class FrameDataset(_FramesBase):
+    "Single key frames for frame detectors (YOLOv3): `{'image' [3,H,W], 'boxes', 'classes', 'video', 'frame'}`."
+    def __getitem__(self, i):
+        vi, f = (int(x) for x in self.keys[i]); vid = self.ds.videos[vi].id
+        b, c = self.labels(vid, f)
+        x, b, c = self._apply(self._pixels(vid, [f]), b, c, self._params(vi, f))
+        return dict(image=x[0], boxes=torch.from_numpy(b), classes=torch.from_numpy(c), video=vid, frame=f)
+
+class ClipDataset(_FramesBase):
+    "Clips of `T` frames at rate `d` ending at the key frame (YOWO): `{'clip' [3,T,H,W], 'boxes', 'classes', ...}`."
+    def __init__(self, *args, T: int = 16, d: int = 1, **kw):
+        super().__init__(*args, **kw); self.T, self.d = T, d
+
+    def __getitem__(self, i):
+        vi, f = (int(x) for x in self.keys[i]); v = self.ds.videos[vi]
+        b, c = self.labels(v.id, f)
+        x = self._pixels(v.id, clip_indices(f, self.T, self.d, v.num_frames))
+        x, b, c = self._apply(x, b, c, self._params(vi, f))
+        return dict(clip=x.permute(1, 0, 2, 3), boxes=torch.from_numpy(b), classes=torch.from_numpy(c), video=v.id, frame=f)
+
+class SequenceDataset(_FramesBase):
+    "Ordered sub-sequences for the Recurrent YOLO, indexed by the `SeqItem`s of `HybridShuffleSampler`."
+    def __getitem__(self, item: SeqItem):
+        vi = next(k for k, v in enumerate(self.ds.videos) if v.id == item.video)
+        frames = np.asarray(item.frames)
+        x = self._pixels(item.video, frames)
+        p = self._params(vi, int(item.clip_start))                     # one augmentation for the whole clip
+        boxes, classes = [], []
+        for t, f in enumerate(frames):
+            b, c = self.labels(item.video, int(f))
+            if p is not None: _, b, keep = ClipAugment.apply(x[:0], b, p, self.augment.min_visible); c = c[keep]
+            boxes.append(torch.from_numpy(b)); classes.append(torch.from_numpy(c))
+        if p is not None: x, _, _ = ClipAugment.apply(x, np.zeros((0, 4)), p)
+        return dict(frames=x, boxes=boxes, classes=classes, reset=bool(item.reset), video=item.video, frame=torch.from_numpy(frames))
+
+# %% ../../nbs/07_datasets.ipynb #5ee432c6
+def collate_detections(batch: list) -> dict:
+    "Stack pixels; boxes and classes as per-sample lists plus a flat `targets [N,6]` (sample, class, x1, y1, x2, y2)."
+    out = {k: [b[k] for b in batch] for k in batch[0]}
+    for k in ('image', 'clip', 'frames'):
+        if k in out: out[k] = torch.stack(out[k])
+    if 'image' in out or 'clip' in out:            # one box set per sample (sequences keep per-frame lists)
+        out['targets'] = torch.cat([torch.cat([torch.full((len(b), 1), float(i)), c[:, None].float(), b], 1)
+                                    for i, (b, c) in enumerate(zip(out['boxes'], out['classes']))])
+    return out

@@ -211,13 +211,14 @@ class SeqItem(NamedTuple):
     video: str
     frames: np.ndarray
     reset: bool
+    clip_start: int = 0        # first frame of the clip it was cut from (identifies the clip, e.g. to draw one augmentation per clip)
 
 def clip_sequences(clip: Clip, seq_len: int, every: int = 1, drop_last: bool = False):
     "The `SeqItem`s of `clip`: its frames (one in `every`) in order, `seq_len` at a time."
     f = clip.frames(every)
     for i in range(0, len(f), seq_len):
         if drop_last and len(f) - i < seq_len: break
-        yield SeqItem(clip.video, f[i:i + seq_len], i == 0)
+        yield SeqItem(clip.video, f[i:i + seq_len], i == 0, clip.start)
 
 def _num_sequences(clip: Clip, seq_len: int, every: int, drop_last: bool) -> int:
     n = len(range(clip.start, clip.end, every))
