@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import cv2
 from torch.utils.data import Dataset as TorchDataset
 
 from ..boxes import clip_boxes
@@ -19,7 +19,8 @@ from .splits import SeqItem, Split
 from .video import FrameCache
 
 # %% auto #0
-__all__ = ['clip_indices', 'color_matrix', 'ClipAugment', 'FrameDataset', 'ClipDataset', 'SequenceDataset', 'collate_detections']
+__all__ = ['clip_indices', 'color_matrix', 'to_tensor', 'ClipAugment', 'FrameDataset', 'ClipDataset', 'SequenceDataset',
+           'collate_detections']
 
 # %% ../../nbs/07_datasets.ipynb #728af8a9
 def clip_indices(key, T: int, d: int = 1, num_frames: int | None = None) -> np.ndarray:
@@ -31,15 +32,18 @@ def clip_indices(key, T: int, d: int = 1, num_frames: int | None = None) -> np.n
     return np.clip(idx, 0, hi)
 
 # %% ../../nbs/07_datasets.ipynb #11e2561a
-_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+_RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ2RGB = np.linalg.inv(_RGB2YIQ)
 
-def color_matrix(hue: float = 0.0, saturation: float = 1.0, exposure: float = 1.0) -> torch.Tensor:
+def color_matrix(hue: float = 0.0, saturation: float = 1.0, exposure: float = 1.0) -> np.ndarray:
     "3×3 RGB→RGB matrix: hue rotation (fraction of a turn), saturation and exposure gains."
     a = 2 * math.pi * hue
-    rot = torch.tensor([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
-    sat = torch.diag(torch.tensor([1.0, saturation, saturation]))
-    return exposure * (_YIQ2RGB @ sat @ rot @ _RGB2YIQ)
+    rot = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+    return (exposure * (_YIQ2RGB @ np.diag([1.0, saturation, saturation]) @ rot @ _RGB2YIQ)).astype(np.float32)
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    "uint8 frames `[T,H,W,3]` → float tensor `[T,3,H,W]` in [0, 1]."
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255)
 
 @dataclass
 class ClipAugment:
@@ -62,22 +66,24 @@ class ClipAugment:
                     saturation=s(self.saturation), exposure=s(self.exposure))
 
     @staticmethod
-    def apply(clip: torch.Tensor, boxes: np.ndarray, p: dict, min_visible: float = 0.25):
-        "Apply parameters `p` to a float clip `[T,3,H,W]` in [0,1] and its `xyxy` boxes; returns `(clip, boxes, keep)`."
-        T, _, H, W = clip.shape
-        x1, y1, x2, y2 = p['crop']
-        # crop (possibly beyond the frame: padded with the edge) and resize back to (H, W), all frames at once
-        grid_x = torch.linspace(x1, x2, W + 1)[:-1] + (x2 - x1) / W / 2
-        grid_y = torch.linspace(y1, y2, H + 1)[:-1] + (y2 - y1) / H / 2
-        gx, gy = (grid_x / W) * 2 - 1, (grid_y / H) * 2 - 1
-        if p['flip']: gx = gx.flip(0)
-        grid = torch.stack(torch.meshgrid(gy, gx, indexing='ij')[::-1], -1).expand(T, H, W, 2)
-        out = F.grid_sample(clip, grid.to(clip), mode='bilinear', padding_mode='border', align_corners=False)
-        m = color_matrix(p['hue'], p['saturation'], p['exposure']).to(clip)
-        out = torch.einsum('ij,tjhw->tihw', m, out).clamp_(0, 1)
-        b = np.asarray(boxes, np.float32).reshape(-1, 4)
-        sx, sy = W / (x2 - x1), H / (y2 - y1)
-        nb = (b - [x1, y1, x1, y1]) * [sx, sy, sx, sy]
+    def apply(frames: np.ndarray, boxes, p: dict, min_visible: float = 0.25):
+        "Apply parameters `p` to uint8 frames `[T,H,W,3]` and their `xyxy` boxes; returns `(frames, boxes, keep)`."
+        T, H, W = frames.shape[:3]
+        x1, y1, x2, y2 = (int(round(v)) for v in p['crop'])          # whole pixels, as YOWO crops
+        x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+        pad = [max(0, -y1), max(0, y2 - H), max(0, -x1), max(0, x2 - W)]   # where the crop leaves the frame
+        C = color_matrix(p['hue'], p['saturation'], p['exposure'])
+        out = np.empty_like(frames)
+        for t in range(T):
+            f = frames[t, max(y1, 0):min(y2, H), max(x1, 0):min(x2, W)]
+            if any(pad): f = cv2.copyMakeBorder(f, *pad, cv2.BORDER_REPLICATE)
+            f = cv2.resize(f, (W, H), interpolation=cv2.INTER_LINEAR) if f.shape[:2] != (H, W) else f
+            out[t] = cv2.flip(f, 1) if p['flip'] else f
+        if not np.allclose(C, np.eye(3), atol=1e-6):                   # one call for the whole clip
+            out = cv2.transform(out.reshape(T * H, W, 3), C).reshape(out.shape)
+        a, b = (x2 - x1) / W, (y2 - y1) / H
+        bx = np.asarray(boxes, np.float32).reshape(-1, 4)
+        nb = (bx - [x1, y1, x1, y1]) / [a, b, a, b]
         if p['flip']: nb = np.stack([W - nb[:, 2], nb[:, 1], W - nb[:, 0], nb[:, 3]], 1)
         area = lambda z: np.clip(z[:, 2] - z[:, 0], 0, None) * np.clip(z[:, 3] - z[:, 1], 0, None)
         cb = clip_boxes(nb, (W, H))
@@ -114,17 +120,18 @@ class _FramesBase(TorchDataset):
             b, c = b[keep], np.array([self.class_map[int(x)] for x in c[keep]], np.int64)
         return b.astype(np.float32), c.astype(np.int64)
 
-    def _pixels(self, vid: str, indices) -> torch.Tensor:
-        "Frames `[T,3,H,W]` float in [0,1] from the cache."
-        return torch.from_numpy(np.ascontiguousarray(self.cache.clip(vid, np.asarray(indices)))).permute(0, 3, 1, 2).float().div_(255)
+    def _pixels(self, vid: str, indices) -> np.ndarray:
+        "uint8 frames `[T,H,W,3]` from the cache."
+        return self.cache.clip(vid, np.asarray(indices))
 
     def _params(self, *key):
         return None if self.augment is None else self.augment.sample(np.random.default_rng([self.seed, self.epoch, *key]), self.size)
 
     def _apply(self, x, boxes, classes, p):
-        if p is None: return x, boxes, classes
+        "Augment uint8 frames and their boxes with parameters `p` (None: unchanged); frames come back as a float tensor."
+        if p is None: return to_tensor(x), boxes, classes
         x, boxes, keep = ClipAugment.apply(x, boxes, p, self.augment.min_visible)
-        return x, boxes, classes[keep]
+        return to_tensor(x), boxes, classes[keep]
 
     def __len__(self): return len(self.keys)
 
@@ -158,10 +165,9 @@ class SequenceDataset(_FramesBase):
         p = self._params(vi, int(item.clip_start))                     # one augmentation for the whole clip
         boxes, classes = [], []
         for t, f in enumerate(frames):
-            b, c = self.labels(item.video, int(f))
-            if p is not None: _, b, keep = ClipAugment.apply(x[:0], b, p, self.augment.min_visible); c = c[keep]
+            _, b, c = self._apply(x[:0], *self.labels(item.video, int(f)), p)
             boxes.append(torch.from_numpy(b)); classes.append(torch.from_numpy(c))
-        if p is not None: x, _, _ = ClipAugment.apply(x, np.zeros((0, 4)), p)
+        x, _, _ = self._apply(x, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), p)
         return dict(frames=x, boxes=boxes, classes=classes, reset=bool(item.reset), video=item.video, frame=torch.from_numpy(frames))
 
 # %% ../../nbs/07_datasets.ipynb #5ee432c6
