@@ -14,26 +14,13 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from ..core import save_json
-from .annotations import Dataset, Video
+from .annotations import Dataset, Video, mask_to_ranges, ranges_to_mask
 
 # %% auto #0
-__all__ = ['PARTS', 'PROTOCOLS', 'mask_to_ranges', 'ranges_to_mask', 'moment_of', 'moment_groups', 'Clip', 'Split',
-           'action_clips', 'clip_coverage', 'block_split', 'leaked_instants', 'SeqItem', 'clip_sequences',
-           'HybridShuffleSampler', 'ClipDistributedSampler']
+__all__ = ['PARTS', 'PROTOCOLS', 'moment_of', 'moment_groups', 'Clip', 'Split', 'action_clips', 'clip_coverage', 'block_split',
+           'leaked_instants', 'SeqItem', 'clip_sequences', 'HybridShuffleSampler', 'ClipDistributedSampler']
 
 # %% ../../nbs/06_splits.ipynb #e1ca3777
-def mask_to_ranges(mask) -> list:
-    "Inclusive `[start, end]` runs of True in a boolean mask."
-    d = np.diff(np.concatenate([[0], np.asarray(mask, bool).astype(np.int8), [0]]))
-    return [[int(s), int(e)] for s, e in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1)]
-
-def ranges_to_mask(ranges, n: int) -> np.ndarray:
-    "Boolean mask of length `n`, True inside the inclusive `[start, end]` ranges."
-    m = np.zeros(n, bool)
-    for s, e in ranges: m[max(s, 0):min(e, n - 1) + 1] = True
-    return m
-
-# %% ../../nbs/06_splits.ipynb #726e8238
 def moment_of(v: Video) -> str:
     "Default moment of a video: its id without a trailing `_<view>` or `_c<digits>` (`s00_c1` → `s00`)."
     if v.view and v.id.endswith('_' + v.view) and len(v.id) > len(v.view) + 1: return v.id[:-len(v.view) - 1]
@@ -48,7 +35,7 @@ def moment_groups(ds: Dataset, group_of=None) -> dict:
     for v in ds.videos: out.setdefault(str(g(v)), []).append(v)
     return out
 
-# %% ../../nbs/06_splits.ipynb #aecf1cc4
+# %% ../../nbs/06_splits.ipynb #726e8238
 @dataclass(frozen=True)
 class Clip:
     "Consecutive frames `start ≤ f < end` (end exclusive) of video `video`."
@@ -59,7 +46,7 @@ class Clip:
     def length(self) -> int: return self.end - self.start
     def frames(self, every: int = 1) -> np.ndarray: return np.arange(self.start, self.end, every)
 
-# %% ../../nbs/06_splits.ipynb #1f8ded5f
+# %% ../../nbs/06_splits.ipynb #d3f07b9b
 PARTS = ('train', 'test', 'annotated')
 
 @dataclass(eq=False)
@@ -113,7 +100,7 @@ class Split:
                 and all(np.array_equal(self.annotated[v], o.annotated[v]) and np.array_equal(self.test[v], o.test[v])
                         for v in self.annotated))
 
-# %% ../../nbs/06_splits.ipynb #5b6d35f0
+# %% ../../nbs/06_splits.ipynb #c8503b6c
 def _action_mask(ds: Dataset, v: Video) -> np.ndarray:
     m = np.zeros(v.num_frames, bool)
     for t in ds.tubes_of(v.id): m[max(t.start, 0):min(t.end, v.num_frames - 1) + 1] = True
@@ -161,7 +148,7 @@ def clip_coverage(ds: Dataset, clips: list, split: Split | None = None, part: st
         cov += int((m & allowed).sum()); tot += int(allowed.sum())
     return cov / tot if tot else 0.0
 
-# %% ../../nbs/06_splits.ipynb #39f15bde
+# %% ../../nbs/06_splits.ipynb #0a190bf3
 PROTOCOLS = ('blocks', 'study_frames', 'study_clips')
 
 def block_split(ds: Dataset, test_fraction: float = 0.2, block: int = 120, seed: int = 0, group_of=None,
@@ -194,7 +181,7 @@ def block_split(ds: Dataset, test_fraction: float = 0.2, block: int = 120, seed:
             for v in groups[g]: test[v.id][b * block:(b + 1) * block] = True
     return Split(ann, {k: test[k] & ann[k] for k in ann}, meta)
 
-# %% ../../nbs/06_splits.ipynb #04bbb446
+# %% ../../nbs/06_splits.ipynb #816b6ca8
 def leaked_instants(split: Split, ds: Dataset, group_of=None) -> int:
     "Number of (moment, frame) instants that are train in one view and test in another."
     n = 0
@@ -205,7 +192,7 @@ def leaked_instants(split: Split, ds: Dataset, group_of=None) -> int:
         n += int((tr & te).sum())
     return n
 
-# %% ../../nbs/06_splits.ipynb #cd90554d
+# %% ../../nbs/06_splits.ipynb #0cff3aa8
 class SeqItem(NamedTuple):
     "A sub-sequence of a clip: its video, frame indices, and whether the recurrent state must be reset first."
     video: str
@@ -224,7 +211,7 @@ def _num_sequences(clip: Clip, seq_len: int, every: int, drop_last: bool) -> int
     n = len(range(clip.start, clip.end, every))
     return n // seq_len if drop_last else -(-n // seq_len)
 
-# %% ../../nbs/06_splits.ipynb #bb296c57
+# %% ../../nbs/06_splits.ipynb #cd90554d
 class HybridShuffleSampler(Sampler):
     "Shuffled clips, frames in order: yields `SeqItem(video, frames, reset)`, seeded per epoch."
     def __init__(self, clips: list, seq_len: int = 16, every: int = 1, shuffle: bool = True, seed: int = 0,
@@ -244,7 +231,7 @@ class HybridShuffleSampler(Sampler):
 
     def __len__(self): return sum(_num_sequences(c, self.seq_len, self.every, self.drop_last) for c in self.clips)
 
-# %% ../../nbs/06_splits.ipynb #2a572461
+# %% ../../nbs/06_splits.ipynb #490fa348
 class ClipDistributedSampler(Sampler):
     "Deals whole clips to ranks, balanced by frames (greedy longest-first after a seeded shuffle), per epoch."
     def __init__(self, clips: list, num_replicas: int | None = None, rank: int | None = None, seed: int = 0,
