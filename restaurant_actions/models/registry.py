@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
-__all__ = ['register_model', 'list_models', 'build_model', 'count_flops', 'model_info']
+__all__ = ['register_model', 'list_models', 'build_model', 'count_flops', 'model_info', 'example_input', 'model_table']
 
 # %% ../../nbs/09_models.ipynb #49e15021
 _REGISTRY: dict = {}
@@ -71,3 +71,21 @@ def model_info(model: nn.Module, input_shape: tuple, time_it: bool = False, repe
         info['seconds'] = sorted(ts)[len(ts) // 2]
     model.train(was)
     return info
+
+# %% ../../nbs/09_models.ipynb #c8d5afd8
+def example_input(family: str, size: tuple = (416, 416), T: int = 8, batch: int = 1) -> tuple:
+    "Input shape a model of `family` takes: frame `[B,3,H,W]`, sequence `[B,T,3,H,W]`, clip `[B,3,T,H,W]`."
+    W, H = size
+    shapes = dict(frame=(batch, 3, H, W), sequence=(batch, T, 3, H, W), clip=(batch, 3, T, H, W))
+    if family not in shapes: raise ValueError(f"unknown model family {family!r}; known: {', '.join(shapes)}")
+    return shapes[family]
+
+def model_table(names=None, size: tuple = (416, 416), T: int = 8, time_it: bool = False, **kwargs) -> list:
+    "One row per registered model (or `names`): name, family, parameters, GFLOPs (and seconds) at `size`."
+    rows = []
+    for n in names or list_models():
+        fam = _REGISTRY[n][1]
+        params = inspect.signature(_REGISTRY[n][0]).parameters
+        m = build_model(n, **{k: v for k, v in kwargs.items() if k in params})
+        rows.append(dict(name=n, family=fam, **model_info(m, example_input(fam, size, T), time_it=time_it)))
+    return rows
