@@ -20,8 +20,10 @@ _REGISTRY: dict = {}
 def register_model(fn: Callable = None, *, family: str = None):
     "Decorator: register builder `fn` under its name (`family`: 'frame', 'sequence' or 'clip')."
     def deco(f):
-        if f.__name__ in _REGISTRY and _REGISTRY[f.__name__][0] is not f:
-            raise ValueError(f'a model called {f.__name__!r} is already registered')
+        old = _REGISTRY.get(f.__name__, (None,))[0]
+        # a notebook re-running its chapter (module '__main__') may replace the exported builder; two libraries may not
+        if old is not None and old is not f and old.__module__ != f.__module__ and '__main__' not in (old.__module__, f.__module__):
+            raise ValueError(f'a model called {f.__name__!r} is already registered by {old.__module__}')
         _REGISTRY[f.__name__] = (f, family)
         return f
     return deco(fn) if fn is not None else deco
@@ -82,6 +84,7 @@ def example_input(family: str, size: tuple = (416, 416), T: int = 8, batch: int 
 
 def model_table(names=None, size: tuple = (416, 416), T: int = 8, time_it: bool = False, **kwargs) -> list:
     "One row per registered model (or `names`): name, family, parameters, GFLOPs (and seconds) at `size`."
+    _load_builders()
     rows = []
     for n in names or list_models():
         fam = _REGISTRY[n][1]
