@@ -176,7 +176,11 @@ def collate_detections(batch: list) -> dict:
     out = {k: [b[k] for b in batch] for k in batch[0]}
     for k in ('image', 'clip', 'frames'):
         if k in out: out[k] = torch.stack(out[k])
-    if 'image' in out or 'clip' in out:            # one box set per sample (sequences keep per-frame lists)
-        out['targets'] = torch.cat([torch.cat([torch.full((len(b), 1), float(i)), c[:, None].float(), b], 1)
-                                    for i, (b, c) in enumerate(zip(out['boxes'], out['classes']))])
+    if 'frames' in out:                            # sequences: per-frame boxes; frame t of sample b is image b·T + t
+        T = out['frames'].shape[1]
+        boxes = [b for per in out['boxes'] for b in per]; classes = [c for per in out['classes'] for c in per]
+        out['reset'] = torch.tensor(out['reset'])
+    else: T, boxes, classes = 1, out['boxes'], out['classes']
+    out['targets'] = torch.cat([torch.cat([torch.full((len(b), 1), float(i)), c[:, None].float(), b], 1)
+                                for i, (b, c) in enumerate(zip(boxes, classes))])
     return out

@@ -1236,7 +1236,7 @@ class Darknet(nn.Module):
             raise ValueError(f'Darknet input must be [B, {self.in_channels}, H, W] with H and W multiples of {s}; got '
                              f'{list(x.shape)} — resize or pad to e.g. H×W = {-(-h // s) * s}×{-(-w // s) * s}')
 
-    def _run(self, x, keep=()):
+    def _run(self, x, keep=(), inserts=None):
         self.check_input(x)
         outs, cache, feats = [], {}, {}
         for i, m in enumerate(self.module_list):
@@ -1244,9 +1244,14 @@ class Darknet(nn.Module):
             elif isinstance(m, Shortcut): x = x + cache[m.source]
             elif isinstance(m, YoloLayer): outs.append(m(x))
             else: x = m(x)
+            if inserts is not None and i in inserts: x = inserts[i](x)
             if i in self._keep: cache[i] = x
             if i in keep: feats[i] = x
         return outs, feats
+
+    def forward_with(self, x: torch.Tensor, inserts: dict) -> list[torch.Tensor]:
+        "`forward`, with `inserts[i](y)` replacing the output `y` of module `i` (how the Recurrent YOLO adds its ConvLSTMs)."
+        return self._run(x, inserts=inserts)[0]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         "Raw outputs of the [yolo] layers in cfg order, each `[B, A·(5+C), H/stride, W/stride]`."
