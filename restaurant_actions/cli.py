@@ -84,9 +84,14 @@ def cmd_models(a) -> int:
     names = [n for n in list_models(a.family) if not n.startswith('_')]
     if a.only: names = [n for n in names if n in a.only]
     rows = model_table(names, size=a.size, T=a.T, time_it=a.time, num_classes=a.classes)
-    print(f"{'model':24s} {'family':9s} {'params':>13s} {'GFLOPs':>9s}" + (f" {'ms':>9s}" if a.time else '') + f"   input {a.size[0]}x{a.size[1]}")
+    print(f"{'model':24s} {'family':9s} {'params':>13s} {'GFLOPs/frame':>13s}" + (f" {'ms/frame':>9s}" if a.time else '')
+          + f"   input {a.size[0]}x{a.size[1]}, batch 1 (sequences: T={a.T} frames, per frame)")
     for r in rows:
-        print(f"{r['name']:24s} {r['family'] or '':9s} {r['params']:13,d} {r['gflops']:9.2f}" + (f" {1e3 * r['seconds']:9.1f}" if a.time else ''))
+        per = a.T if r['family'] == 'sequence' else 1           # a clip model detects on one key frame per clip
+        r['gflops_per_frame'] = r['gflops'] / per
+        if a.time: r['seconds_per_frame'] = r['seconds'] / per
+        print(f"{r['name']:24s} {r['family'] or '':9s} {r['params']:13,d} {r['gflops_per_frame']:13.2f}"
+              + (f" {1e3 * r['seconds_per_frame']:9.1f}" if a.time else ''))
     if a.json:
         from restaurant_actions.core import save_json
         save_json(rows, a.json, indent=1)
