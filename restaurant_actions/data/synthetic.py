@@ -310,8 +310,7 @@ def render_frames(cfg: SynthConfig, workers: list, n_frames: int, rng, occluders
             _draw_hand(img, (int(lanes[wk] * W), H - 1), hand, s.tool, s.item, W, H, cue=s.cls in cues)
             if s.cls >= 0 and wk < len(workers):
                 boxes[(wk, s.start)] = (s.cls, _action_box(hand, s, names, W, H))
-        img = img.astype(np.int16) * gains[f] + bank[(f * 5 + 3) % 8]
-        img = np.clip(img, 0, 255).astype(np.uint8)
+        img = cv2.add(cv2.convertScaleAbs(img, alpha=float(gains[f])), bank[(f * 5 + 3) % 8], dtype=cv2.CV_8U)   # flicker, noise
         hf = hs if shake is None else [np.array([[1, 0, shake[f, 0]], [0, 1, shake[f, 1]], [0, 0, 1]]) @ h for h in hs]
         views = [img if np.allclose(h, np.eye(3)) else cv2.warpPerspective(img, h, (W, H), borderMode=cv2.BORDER_REFLECT) for h in hf]
         out = {}
