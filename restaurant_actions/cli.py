@@ -85,9 +85,9 @@ def cmd_models(a) -> int:
     if a.only: names = [n for n in names if n in a.only]
     rows = model_table(names, size=a.size, T=a.T, time_it=a.time, num_classes=a.classes)
     print(f"{'model':24s} {'family':9s} {'params':>13s} {'GFLOPs/frame':>13s}" + (f" {'ms/frame':>9s}" if a.time else '')
-          + f"   input {a.size[0]}x{a.size[1]}, batch 1 (sequences: T={a.T} frames, per frame)")
+          + f"   input {a.size[0]}x{a.size[1]}, batch 1 (sequences: per frame; clips: per key frame)")
     for r in rows:
-        per = a.T if r['family'] == 'sequence' else 1           # a clip model detects on one key frame per clip
+        per = r['T'] if r['family'] == 'sequence' else 1        # a clip model detects on one key frame per clip
         r['gflops_per_frame'] = r['gflops'] / per
         if a.time: r['seconds_per_frame'] = r['seconds'] / per
         print(f"{r['name']:24s} {r['family'] or '':9s} {r['params']:13,d} {r['gflops_per_frame']:13.2f}"
@@ -157,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser('models', help='list the registered models with parameters and GFLOPs')
     s.add_argument('--size', type=_size, default=(416, 416), help='input WxH (default 416x416)')
-    s.add_argument('--T', type=int, default=8, help='frames per clip/sequence for clip and sequence models')
-    s.add_argument('--classes', type=int, default=80, help='number of classes (default 80, as the published counts)')
+    s.add_argument('--T', type=int, help="frames per sequence/clip (default: the model's own, else 8)")
+    s.add_argument('--classes', type=int, help="number of classes (default: the builder's, e.g. 80 for YOLOv3, 24 for YOWO)")
     s.add_argument('--family', choices=('frame', 'sequence', 'clip')); s.add_argument('--only', nargs='+')
     s.add_argument('--time', action='store_true', help='also time one forward pass at batch 1')
     s.add_argument('--json', type=Path); s.set_defaults(fn=cmd_models)

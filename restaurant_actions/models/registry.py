@@ -82,13 +82,14 @@ def example_input(family: str, size: tuple = (416, 416), T: int = 8, batch: int 
     if family not in shapes: raise ValueError(f"unknown model family {family!r}; known: {', '.join(shapes)}")
     return shapes[family]
 
-def model_table(names=None, size: tuple = (416, 416), T: int = 8, time_it: bool = False, **kwargs) -> list:
-    "One row per registered model (or `names`): name, family, parameters, GFLOPs (and seconds) at `size`."
+def model_table(names=None, size: tuple = (416, 416), T: int | None = None, time_it: bool = False, **kwargs) -> list:
+    "One row per registered model (or `names`): name, family, parameters, GFLOPs (and seconds) at `size`; `None` kwargs keep the builder's defaults."
     _load_builders()
     rows = []
     for n in names or list_models():
         fam = _REGISTRY[n][1]
         params = inspect.signature(_REGISTRY[n][0]).parameters
-        m = build_model(n, **{k: v for k, v in kwargs.items() if k in params})
-        rows.append(dict(name=n, family=fam, **model_info(m, example_input(fam, size, T), time_it=time_it)))
+        t = T if T is not None else (params['T'].default if 'T' in params else 8)   # a clip model's own clip length
+        m = build_model(n, **{k: v for k, v in kwargs.items() if k in params and v is not None})
+        rows.append(dict(name=n, family=fam, T=t if fam != 'frame' else 1, **model_info(m, example_input(fam, size, t), time_it=time_it)))
     return rows
