@@ -49,6 +49,12 @@ def _codes(*arrays):
 def _boxes(b):
     b = np.asarray(b, float); return b.reshape(-1, 4) if b.size else np.zeros((0, 4))
 
+def _stable_order(idx, key, scores, order):
+    "`idx` sorted by `key`, then descending score, ties by `order` (chained stable sorts: linear on sorted input)."
+    idx = idx[np.argsort(order[idx], kind='stable')]
+    idx = idx[np.argsort(-scores[idx], kind='stable')]
+    return idx[np.argsort(key[idx], kind='stable')]
+
 def match_detections(gt_frames, gt_classes, gt_boxes, det_frames, det_classes, det_scores, det_boxes,
                      det_order=None, iou: float = 0.5, pixel_inclusive: bool = True, rule: str = 'voc',
                      block: int = 256) -> np.ndarray:
@@ -59,7 +65,11 @@ def match_detections(gt_frames, gt_classes, gt_boxes, det_frames, det_classes, d
     if D == 0 or len(gb) == 0: return tp
     ds = np.asarray(det_scores, float).reshape(-1)
     do = np.arange(D) if det_order is None else np.asarray(det_order).reshape(-1)
-    _, (gf, df) = _codes(gt_frames, det_frames); _, (gc, dc) = _codes(gt_classes, det_classes)
+    def codes(a, b):                                            # non-negative integers are their own codes
+        a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
+        if a.dtype.kind in 'iu' and b.dtype.kind in 'iu' and min(a.min(), b.min()) >= 0: return a.astype(np.int64), b.astype(np.int64)
+        return _codes(a, b)[1]
+    gf, df = codes(gt_frames, det_frames); gc, dc = codes(gt_classes, det_classes)
     nf = int(max(gf.max(), df.max())) + 1
     gkey, dkey = gc.astype(np.int64) * nf + gf, dc.astype(np.int64) * nf + df
     go = np.argsort(gkey, kind='stable'); gb = gb[go]
@@ -67,7 +77,21 @@ def match_detections(gt_frames, gt_classes, gt_boxes, det_frames, det_classes, d
     pos = np.minimum(np.searchsorted(ukeys, dkey), len(ukeys) - 1)
     di = np.flatnonzero(ukeys[pos] == dkey)                      # detections whose frame+class has ground truth
     if len(di) == 0: return tp
-    o = np.lexsort((do[di], -ds[di], pos[di])); di = di[o]; grp = pos[di]
+    di = _stable_order(di, pos, ds, do); grp = pos[di]         # by group, then stable descending score
+    if rule == 'voc':                                           # each detection's best box does not depend on the others
+        cnt = gcount[grp]
+        det_of = np.repeat(np.arange(len(di)), cnt)              # every detection joined with its group's boxes
+        slot = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        gi = np.repeat(gstart[grp], cnt) + slot
+        v = np.nan_to_num(np.asarray(box_iou(db[di[det_of]], gb[gi], pixel_inclusive=pixel_inclusive, paired=True), float))
+        seg = np.cumsum(cnt) - cnt                              # each detection's pairs are contiguous
+        best = np.maximum.reduceat(v, seg)                      # per detection: best IoU, ties to the first box
+        at = np.flatnonzero(v == best[det_of])
+        first = at[np.r_[True, det_of[at][1:] != det_of[at][:-1]]]
+        cand = np.flatnonzero(best >= iou)                      # in group and rank order
+        _, claim = np.unique(gi[first][cand], return_index=True)  # the first (highest-ranked) claim of each box wins
+        tp[di[cand[claim]]] = True
+        return tp
     starts = np.flatnonzero(np.r_[True, grp[1:] != grp[:-1]])
     rank = np.arange(len(di)) - np.repeat(starts, np.diff(np.r_[starts, len(di)]))
     G = int(gcount.max()); slots = np.arange(G)
@@ -105,7 +129,7 @@ def _ap_table(classes, gcls, dcls, scores, order, tp, keep, interp):
     "Per-class AP, counts and PR arrays from TP flags of the kept detections."
     ap_fn = {'voc': voc_ap, 'coco': coco101_ap}[interp]
     i = np.flatnonzero(keep)
-    i = i[np.lexsort((order[i], -scores[i], dcls[i]))]          # by class, then stable descending score
+    i = _stable_order(i, dcls, scores, order)                 # by class, then stable descending score
     cut = np.searchsorted(dcls[i], np.arange(len(classes) + 1))
     out = dict(AP={}, n_gt={}, tp={}, fp={}, pr={})
     ngt = np.bincount(gcls, minlength=len(classes))
