@@ -13,9 +13,10 @@ from .boxes import box_iou
 from .data.annotations import AnnotationError, Problems
 
 # %% auto #0
-__all__ = ['COCO_RECALLS', 'voc_ap', 'coco101_ap', 'match_detections', 'frame_ap', 'frame_ap_loop', 'read_frame_map_folders',
-           'frame_map_from_folders', 'write_frame_detections', 'yowo_frame_measures', 'prf_at_threshold',
-           'subset_metrics', 'bootstrap_ci']
+__all__ = ['COCO_RECALLS', 'VIDEO_MAP_THRESHOLDS', 'voc_ap', 'coco101_ap', 'match_detections', 'frame_ap', 'frame_ap_loop',
+           'read_frame_map_folders', 'frame_map_from_folders', 'write_frame_detections', 'yowo_frame_measures',
+           'prf_at_threshold', 'subset_metrics', 'bootstrap_ci', 'LinkedTube', 'link_tubes', 'tube_iou', 'nms_3d',
+           'video_ap', 'video_map']
 
 # %% ../nbs/20_metrics.ipynb #39c6fa8e
 def _envelope(precision):
@@ -290,3 +291,129 @@ def bootstrap_ci(values_per_unit, fn, n: int = 1000, seed: int = 0, alpha: float
     stats = np.array([fn([units[i] for i in row]) for row in idx], float)
     lo, hi = np.nanpercentile(stats, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return dict(estimate=float(fn(units)), low=float(lo), high=float(hi), n=n, alpha=alpha)
+
+# %% ../nbs/20_metrics.ipynb #9ab8242c
+from typing import NamedTuple
+
+class LinkedTube(NamedTuple):
+    "A tube linked from frame detections: frame indices, one `xyxy` box and one score per frame, tube score."
+    frames: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    score: float
+
+def _fill_empty(boxes, scores):
+    "YOWO's rule: an empty frame takes the boxes of the nearest non-empty frame (earlier one on ties)."
+    full = np.flatnonzero([len(b) > 0 for b in boxes])
+    if not len(full): return None, None
+    near = full[np.abs(full[None, :] - np.arange(len(boxes))[:, None]).argmin(1)]
+    return [boxes[k] for k in near], [scores[k] for k in near]
+
+def link_tubes(frame_boxes, frame_scores, max_tubes: int = 3, frames=None, w_iou: float = 1., w_scores: float = 1.,
+               w_mul: float = .5, pixel_inclusive: bool = False) -> list:
+    "YOWO's Viterbi linking of one video and class: up to `max_tubes` `LinkedTube`s through all frames, best first."
+    B = [np.asarray(b, float).reshape(-1, 4) for b in frame_boxes]
+    S = [np.asarray(s, float).reshape(-1) for s in frame_scores]
+    if len(B) != len(S) or any(len(b) != len(s) for b, s in zip(B, S)):
+        raise ValueError('link_tubes needs one score per box in every frame')
+    frames = np.arange(len(B)) if frames is None else np.asarray(frames).reshape(-1)
+    B, S = _fill_empty(B, S)
+    if B is None: return []
+    n = len(B)
+    edges = [w_iou * box_iou(B[t], B[t + 1], pixel_inclusive=pixel_inclusive) + w_scores * (S[t][:, None] + S[t + 1])
+             + w_mul * S[t][:, None] * S[t + 1] for t in range(n - 1)]
+    alive, tubes = [np.arange(len(b)) for b in B], []
+    while len(tubes) < max_tubes and all(len(a) for a in alive):
+        acc, back = np.zeros(len(alive[-1])), [None] * (n - 1)
+        for t in range(n - 2, -1, -1):                 # backward max-sum over the boxes still free
+            e = edges[t][np.ix_(alive[t], alive[t + 1])] + acc
+            back[t], acc = e.argmax(1), e.max(1)
+        path = [int(acc.argmax())]
+        for t in range(n - 1): path.append(int(back[t][path[-1]]))
+        idx = [alive[t][p] for t, p in enumerate(path)]
+        sc = np.array([S[t][i] for t, i in enumerate(idx)])
+        tubes.append(LinkedTube(frames.copy(), np.stack([B[t][i] for t, i in enumerate(idx)]), sc, float(sc.mean())))
+        alive = [np.delete(a, p) for a, p in zip(alive, path)]
+    return tubes
+
+# %% ../nbs/20_metrics.ipynb #d4c140b9
+def _frames_boxes(t):
+    "Sorted frames and `[n,4]` boxes of a `LinkedTube`, a `Tube` or a `(frames, boxes)` pair."
+    f, b = (t.frames, t.boxes) if hasattr(t, 'frames') else t
+    f, b = np.asarray(f).reshape(-1), np.asarray(b, float).reshape(-1, 4)
+    o = np.argsort(f, kind='stable')
+    return f[o], b[o]
+
+def tube_iou(tube_a, tube_b, pixel_inclusive: bool = True) -> float:
+    "YOWO's spatio-temporal IoU (`iou3dt`): temporal IoU × mean per-frame IoU over the temporal overlap."
+    fa, ba = _frames_boxes(tube_a); fb, bb = _frames_boxes(tube_b)
+    if not len(fa) or not len(fb): return 0.0
+    tmin, tmax = max(fa[0], fb[0]), min(fa[-1], fb[-1])
+    if tmax <= tmin: return 0.0                       # as the official code: a one-frame overlap counts 0
+    _, ia, ib = np.intersect1d(fa, fb, assume_unique=True, return_indices=True)
+    if not len(ia): return 0.0
+    spatial = box_iou(ba[ia], bb[ib], pixel_inclusive=pixel_inclusive, paired=True).mean()
+    return float(spatial * (tmax - tmin + 1) / (max(fa[-1], fb[-1]) - min(fa[0], fb[0]) + 1))
+
+def _tube_score(t): return float(t.score) if hasattr(t, 'score') else float(t[1])
+
+def nms_3d(tubes, thresh: float = .3, pixel_inclusive: bool = True) -> list:
+    "Indices of the tubes kept by 3D-NMS (ST-IoU > `thresh` suppresses), best score first."
+    order = list(np.argsort([-_tube_score(t) for t in tubes], kind='stable')); keep = []
+    while order:
+        i = int(order.pop(0)); keep.append(i)
+        order = [j for j in order if tube_iou(tubes[j], tubes[i], pixel_inclusive) <= thresh]
+    return keep
+
+# %% ../nbs/20_metrics.ipynb #eccf605d
+VIDEO_MAP_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75)
+
+def video_ap(gt_tubes, det_tubes, thresh: float, pixel_inclusive: bool = True, recall_eps: float = 0.) -> float:
+    "Video AP of one class: `gt_tubes`, `det_tubes` are `(video, tube)` pairs (det tubes scored); nan without GT."
+    if not len(gt_tubes): return float('nan')
+    free = {}
+    for v, g in gt_tubes: free.setdefault(v, []).append(g)
+    order = np.argsort([-_tube_score(t) for _, t in det_tubes], kind='stable')
+    tp = np.zeros(len(order))
+    for k, i in enumerate(order):
+        v, t = det_tubes[i]; cand = free.get(v, [])
+        if not cand: continue
+        ious = [tube_iou(g, t, pixel_inclusive) for g in cand]; j = int(np.argmax(ious))
+        if ious[j] >= thresh: tp[k] = 1; del cand[j]
+    ctp = np.cumsum(tp)
+    return voc_ap(ctp / (len(gt_tubes) + recall_eps), ctp / np.arange(1, len(tp) + 1))
+
+def _gt_by_class(gt_tubes_per_video) -> dict:
+    "`{class: [(video, (frames, boxes))]}` from `{video: [Tube | (class, frames, boxes)]}` or a list of `Tube`s."
+    if not isinstance(gt_tubes_per_video, Mapping):
+        grouped = {}
+        for t in gt_tubes_per_video: grouped.setdefault(t.video, []).append(t)
+        gt_tubes_per_video = grouped
+    out = {}
+    for v, tubes in gt_tubes_per_video.items():
+        for t in tubes:
+            c, f, b = (t.class_id, t.frames, t.boxes) if hasattr(t, 'class_id') else t
+            out.setdefault(int(c), []).append((v, (f, b)))
+    return out
+
+def video_map(detections_per_video, gt_tubes_per_video, num_classes: int, thresholds=VIDEO_MAP_THRESHOLDS,
+              max_tubes: int = 3, nms_thresh: float = .3, pixel_inclusive: bool = True,
+              link_pixel_inclusive: bool = False, recall_eps: float = 0.) -> dict:
+    "YOWO video-mAP: link per video and class, 3D-NMS, VOC AP per class at each δ (see the section text)."
+    gt = _gt_by_class(gt_tubes_per_video)
+    det, tubes = {c: [] for c in range(num_classes)}, {}
+    for v, d in detections_per_video.items():
+        f, b, s = (d['frames'], d['boxes'], d['scores']) if isinstance(d, Mapping) else d
+        o = np.argsort(np.asarray(f).reshape(-1), kind='stable')
+        f = np.asarray(f).reshape(-1)[o]; b = [np.asarray(b[i], float).reshape(-1, 4) for i in o]
+        s = [np.asarray(s[i], float).reshape(-1, num_classes) for i in o]
+        tubes[v] = {}
+        for c in range(num_classes):
+            lt = link_tubes(b, [x[:, c] for x in s], max_tubes, f, pixel_inclusive=link_pixel_inclusive)
+            lt = [lt[i] for i in nms_3d(lt, nms_thresh, pixel_inclusive)]
+            tubes[v][c] = lt; det[c] += [(v, t) for t in lt]
+    AP = {d: {c: video_ap(gt.get(c, []), det[c], d, pixel_inclusive, recall_eps) for c in range(num_classes)}
+          for d in thresholds}
+    mAP = {d: float(np.nanmean(list(a.values()))) if any(not np.isnan(x) for x in a.values()) else float('nan')
+           for d, a in AP.items()}
+    return dict(mAP=mAP, AP=AP, n_gt={c: len(gt.get(c, [])) for c in range(num_classes)}, tubes=tubes)
