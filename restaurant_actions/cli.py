@@ -100,9 +100,26 @@ def cmd_models(a) -> int:
 
 # %% ../nbs/30_cli.ipynb #26a04dac
 def cmd_eval(a) -> int:
-    from restaurant_actions.metrics import frame_map_from_folders
     from restaurant_actions.core import save_json
-    if not (a.gt and a.det): raise ConfigError('eval needs --gt DIR and --det DIR (frame-mAP folders in the YOWO layout)')
+    if a.checkpoint is not None:
+        from restaurant_actions.data.annotations import load_dataset
+        from restaurant_actions.data.splits import block_split
+        from restaurant_actions.data.video import FrameCache
+        from restaurant_actions.evaluate import evaluate
+        from restaurant_actions.models.registry import load_checkpoint
+        if a.data is None: raise ConfigError('eval CHECKPOINT needs --data DATASET (a native dataset folder)')
+        model, _ = load_checkpoint(a.checkpoint)
+        ds = load_dataset(a.data)
+        cache = FrameCache(a.cache or Path(a.data)/'.cache'); cache.build(ds, size=a.size, progress=not a.quiet)
+        split = block_split(ds, block=int(round(4 * ds.videos[0].fps)), seed=0)      # the report's held-out set
+        r = evaluate(model, ds, cache, split, a.part, every=a.every, progress=not a.quiet)
+        for c, ap in r['AP'].items(): print(f"class {c} {ds.classes[c]}: AP {ap:.4f} ({r['n_gt'][c]} GT)")
+        print(f"frame-mAP@0.5 = {r['mAP']:.4f}; localization recall {r['localization_recall']:.3f}, "
+              f"classification accuracy {r['classification_accuracy']:.3f} on {r['frames']} {a.part} frames")
+        if a.json: save_json(r, a.json, indent=1)
+        return 0
+    from restaurant_actions.metrics import frame_map_from_folders
+    if not (a.gt and a.det): raise ConfigError('eval needs a CHECKPOINT with --data, or --gt DIR and --det DIR (frame-mAP folders in the YOWO layout)')
     r = frame_map_from_folders(a.gt, a.det, iou=a.iou, rule=a.rule, interp=a.interp, pixel_inclusive=not a.no_plus_one)
     for c, ap in r['AP'].items():
         print(f"class {c}: AP {ap:.4f}  ({r['n_gt'][c]} GT, {r['tp'][c]} TP, {r['fp'][c]} FP)")
@@ -178,7 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--time', action='store_true', help='also time one forward pass at batch 1')
     s.add_argument('--json', type=Path); s.set_defaults(fn=cmd_models)
 
-    s = sub.add_parser('eval', help='frame-mAP of detection files against ground truth (YOWO frame-mAP layout)')
+    s = sub.add_parser('eval', help='score a checkpoint on a dataset, or detection files against ground truth (YOWO layout)')
+    s.add_argument('checkpoint', type=Path, nargs='?', help='a restaurant_actions checkpoint (.pt) to score on --data')
+    s.add_argument('--data', type=Path, help='native dataset folder (with CHECKPOINT)')
+    s.add_argument('--part', default='test', choices=('test', 'train', 'annotated'), help='split part scored (default test)')
+    s.add_argument('--size', type=_size, default=(128, 128), help='input WxH of the model (default 128x128)')
+    s.add_argument('--every', type=int, default=1, help='score one key frame in N'); s.add_argument('--cache', type=Path)
+    s.add_argument('-q', '--quiet', action='store_true')
     s.add_argument('--gt', type=Path, help='ground-truth folder'); s.add_argument('--det', type=Path, help='detections folder')
     s.add_argument('--iou', type=float, default=0.5); s.add_argument('--rule', choices=('voc', 'unmatched'), default='voc',
                    help="matching: 'voc' = the official evaluator (default), 'unmatched' = COCOeval")

@@ -5,6 +5,7 @@
 # %% ../../nbs/09_models.ipynb #bc376dc7
 from __future__ import annotations
 import inspect, time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -12,7 +13,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 # %% auto #0
-__all__ = ['register_model', 'list_models', 'build_model', 'count_flops', 'model_info', 'example_input', 'model_table']
+__all__ = ['register_model', 'list_models', 'build_model', 'count_flops', 'model_info', 'example_input', 'model_table',
+           'save_checkpoint', 'load_checkpoint']
 
 # %% ../../nbs/09_models.ipynb #49e15021
 _REGISTRY: dict = {}
@@ -93,3 +95,21 @@ def model_table(names=None, size: tuple = (416, 416), T: int | None = None, time
         m = build_model(n, **{k: v for k, v in kwargs.items() if k in params and v is not None})
         rows.append(dict(name=n, family=fam, T=t if fam != 'frame' else 1, **model_info(m, example_input(fam, size, t), time_it=time_it)))
     return rows
+
+# %% ../../nbs/09_models.ipynb #abbe4ef6
+def save_checkpoint(path, model: nn.Module, **extra) -> Path:
+    "Write `{'model_spec', 'model' (state dict), **extra}` to `path` atomically."
+    from restaurant_actions.core import atomic_write
+    if not getattr(model, 'spec', None): raise ValueError('the model has no spec: build it with build_model(name, ...)')
+    with atomic_write(path, 'wb') as f: torch.save({'model_spec': model.spec, 'model': model.state_dict(), **extra}, f)
+    return Path(path)
+
+def load_checkpoint(path, map_location='cpu') -> tuple:
+    "`(model, checkpoint dict)`: the model rebuilt from the file's spec, with its weights."
+    ck = torch.load(path, map_location=map_location, weights_only=True)
+    spec = ck.get('model_spec') if isinstance(ck, dict) else None
+    if not (isinstance(spec, dict) and 'name' in spec and isinstance(ck.get('model'), dict)):
+        raise ValueError(f"{path}: not a restaurant_actions checkpoint (needs 'model_spec' and 'model'; official YOWO files load with load_yowo_checkpoint)")
+    model = build_model(spec['name'], **spec.get('kwargs', {}))
+    model.load_state_dict(ck['model'])
+    return model, ck
