@@ -8,24 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .boxes import box_iou
+from .boxes import box_iou, wh_iou
 from .data.annotations import Dataset, load_dataset
 
 # %% auto #0
-__all__ = ['YOWO_UCF_ANCHORS', 'YOLOV3_COCO_ANCHORS', 'YOLOV3_STRIDES', 'wh_iou', 'kmeans_anchors', 'anchor_fitness',
-           'format_anchors', 'parse_anchors', 'dataset_wh', 'anchor_masks', 'yolov3_anchors', 'yowo_anchors',
-           'anchors_from_dataset', 'plot_anchors']
+__all__ = ['YOWO_UCF_ANCHORS', 'YOLOV3_COCO_ANCHORS', 'YOLOV3_STRIDES', 'kmeans_anchors', 'anchor_fitness', 'format_anchors',
+           'parse_anchors', 'dataset_wh', 'anchor_masks', 'yolov3_anchors', 'yowo_anchors', 'anchors_from_dataset',
+           'plot_anchors']
 
-# %% ../nbs/08_anchors.ipynb #f40cfc33
-def _corner_boxes(wh) -> np.ndarray:
-    wh = np.asarray(wh, np.float64).reshape(-1, 2)
-    return np.concatenate([np.zeros_like(wh), wh], 1)
-
-def wh_iou(wh1, wh2) -> np.ndarray:
-    "Pairwise IoU `[N,M]` of sizes `[N,2]`×`[M,2]`, boxes aligned at a common corner."
-    return box_iou(_corner_boxes(wh1), _corner_boxes(wh2))
-
-# %% ../nbs/08_anchors.ipynb #86a9a6c1
+# %% ../nbs/08_anchors.ipynb #507bee2f
 def kmeans_anchors(wh, k: int, seed: int = 0, iters: int = 300) -> np.ndarray:
     "`k` anchor sizes `[k,2]` from box sizes `wh [N,2]` by k-means with distance 1 − IoU, sorted by area."
     wh = np.asarray(wh, np.float64).reshape(-1, 2)
@@ -48,13 +39,13 @@ def kmeans_anchors(wh, k: int, seed: int = 0, iters: int = 300) -> np.ndarray:
         for j in np.flatnonzero(cnt == 0): c[j] = wh[iou.max(1).argmin()]
     return c[np.argsort(c.prod(1), kind='stable')]
 
-# %% ../nbs/08_anchors.ipynb #069a8387
+# %% ../nbs/08_anchors.ipynb #192ac53e
 def anchor_fitness(wh, anchors, thr: float = 0.20) -> dict:
     "`mean_best_iou` of boxes `wh` with their best anchor and `bpr`, the fraction whose best IoU ≥ `thr`."
     best = wh_iou(wh, anchors).max(1)
     return dict(mean_best_iou=float(best.mean()), bpr=float((best >= thr).mean()), thr=thr, num_boxes=int(len(best)))
 
-# %% ../nbs/08_anchors.ipynb #4661427f
+# %% ../nbs/08_anchors.ipynb #86e56173
 def format_anchors(anchors, decimals: int = 5) -> str:
     "The cfg-file line `w1,h1, w2,h2, ...` (`decimals=0`: integers, as darknet's YOLOv3 cfgs)."
     a = np.asarray(anchors, np.float64).reshape(-1, 2)
@@ -70,7 +61,7 @@ def parse_anchors(text: str) -> np.ndarray:
 YOWO_UCF_ANCHORS = parse_anchors('0.70458,1.18803, 1.26654,2.55121, 1.59382,4.08321, 2.30548,4.94180, 3.52332,5.91979')
 YOLOV3_COCO_ANCHORS = parse_anchors('10,13, 16,30, 33,23, 30,61, 62,45, 59,119, 116,90, 156,198, 373,326')  # 416×416
 
-# %% ../nbs/08_anchors.ipynb #2e97c557
+# %% ../nbs/08_anchors.ipynb #108f539f
 def dataset_wh(ds: Dataset, input_size: tuple | None = None, split=None, part: str = 'train') -> np.ndarray:
     "Box sizes `[N,2]` of `ds` (only `part` of `split` when given), rescaled to `input_size=(w,h)` when given."
     out = []
@@ -81,7 +72,7 @@ def dataset_wh(ds: Dataset, input_size: tuple | None = None, split=None, part: s
         out.append(wh)
     return np.concatenate(out) if out else np.zeros((0, 2))
 
-# %% ../nbs/08_anchors.ipynb #7fc5b7d1
+# %% ../nbs/08_anchors.ipynb #f859ecc8
 YOLOV3_STRIDES = (8, 16, 32)
 
 def anchor_masks(k: int = 9, n_scales: int = 3) -> list:
@@ -93,13 +84,13 @@ def yolov3_anchors(ds: Dataset, input_size: tuple = (416, 416), k: int = 9, seed
     "`k` anchors `[k,2]` in pixels of the `input_size` network input, sorted by area (use with `anchor_masks(k)`)."
     return kmeans_anchors(dataset_wh(ds, input_size, split), k, seed)
 
-# %% ../nbs/08_anchors.ipynb #0985ae23
+# %% ../nbs/08_anchors.ipynb #794765b8
 def yowo_anchors(ds: Dataset, input_size: tuple = (224, 224), k: int = 5, stride: int = 32, seed: int = 0,
                  split=None) -> np.ndarray:
     "`k` anchors `[k,2]` in grid cells (input pixels / `stride`), sorted by area, for YOWO's cfg."
     return kmeans_anchors(dataset_wh(ds, input_size, split) / stride, k, seed)
 
-# %% ../nbs/08_anchors.ipynb #7fc64f19
+# %% ../nbs/08_anchors.ipynb #f8f37cbe
 def anchors_from_dataset(path_or_ds, k: int = 5, kind: str = 'yowo', input_size: tuple | None = None, stride: int = 32,
                          seed: int = 0, thr: float = 0.20, split=None) -> dict:
     "Fit `k` anchors of `kind` ('yowo' or 'yolov3') to a dataset (or its folder) and report them with their fitness."
@@ -119,7 +110,7 @@ def anchors_from_dataset(path_or_ds, k: int = 5, kind: str = 'yowo', input_size:
                 text=format_anchors(a, decimals), masks=masks, strides=strides, **anchor_fitness(wh, a, thr),
                 reference=dict(name=ref_name, text=format_anchors(ref, decimals), mean_best_iou=rf['mean_best_iou'], bpr=rf['bpr']))
 
-# %% ../nbs/08_anchors.ipynb #41139629
+# %% ../nbs/08_anchors.ipynb #f80a091e
 def plot_anchors(wh, anchors, ax=None, max_points: int = 5000, seed: int = 0):
     "Scatter of box sizes `wh` (at most `max_points`, sampled) with the `anchors` as crosses and outlined boxes."
     import matplotlib.pyplot as plt

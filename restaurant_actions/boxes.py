@@ -10,7 +10,8 @@ import cv2
 from torchvision import ops
 
 # %% auto #0
-__all__ = ['BOX_FORMATS', 'PALETTE', 'convert_boxes', 'clip_boxes', 'box_area', 'box_iou', 'nms', 'class_color', 'draw_boxes']
+__all__ = ['BOX_FORMATS', 'PALETTE', 'convert_boxes', 'clip_boxes', 'box_area', 'box_iou', 'wh_iou', 'nms', 'class_color',
+           'draw_boxes']
 
 # %% ../nbs/01_boxes.ipynb #263b32da
 BOX_FORMATS = ('xyxy', 'xywh', 'cxcywh')
@@ -66,6 +67,13 @@ def box_iou(a, b, pixel_inclusive: bool = False, paired: bool = False):
     return _back(inter / (area(ta) + area(tb) - inter), is_np)
 
 # %% ../nbs/01_boxes.ipynb #2e0ef38d
+def wh_iou(wh1, wh2):
+    "Pairwise IoU `[N,M]` of box sizes `[N,2]`×`[M,2]`, boxes aligned at a common corner."
+    a, is_np = _as_tensor(wh1); b, _ = _as_tensor(wh2)
+    a, b = a.reshape(-1, 2), b.reshape(-1, 2).to(a)
+    return _back(box_iou(torch.cat([torch.zeros_like(a), a], 1), torch.cat([torch.zeros_like(b), b], 1)), is_np)
+
+# %% ../nbs/01_boxes.ipynb #ae4c1c6e
 def nms(boxes, scores, iou: float = 0.5, labels=None, max_det: int | None = None):
     "Indices of the boxes kept by (class-aware when `labels` given) NMS at IoU `iou`, best first."
     tb, is_np = _as_tensor(boxes); ts, _ = _as_tensor(scores)
@@ -75,7 +83,7 @@ def nms(boxes, scores, iou: float = 0.5, labels=None, max_det: int | None = None
     if max_det is not None: keep = keep[:max_det]
     return keep.numpy() if is_np else keep
 
-# %% ../nbs/01_boxes.ipynb #ae4c1c6e
+# %% ../nbs/01_boxes.ipynb #e59e63e5
 PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
                     (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
                     (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180),

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import complete_box_iou_loss
 
-from ..boxes import box_iou, clip_boxes, convert_boxes, nms
+from ..boxes import box_iou, wh_iou, clip_boxes, convert_boxes, nms
 from .darknet import Darknet, YoloLayer, darknet_yolov3, darknet_yolov3_tiny
 from .registry import register_model
 
@@ -90,10 +90,6 @@ def postprocess(decoded: list, conf_thresh: float = 0.005, nms_iou: float = 0.45
     return res
 
 # %% ../../nbs/12_yolov3.ipynb #f3c3d81c
-def _corner(wh: torch.Tensor) -> torch.Tensor:
-    "Sizes `[N,2]` as boxes `[0, 0, w, h]`, to compare shapes with `box_iou`."
-    return torch.cat([torch.zeros_like(wh), wh], 1)
-
 def _anchor_table(yolo_layers: list, like: torch.Tensor) -> dict:
     "One row per (head, anchor): head index, anchor index in the head, global anchor index (`mask`), size."
     rows, n = [], 0
@@ -120,7 +116,7 @@ def build_targets(targets: torch.Tensor, yolo_layers: list, grid_sizes: list, nu
     if variant == 'original':
         gu, inv = torch.unique(tab['g'], return_inverse=True)
         wh_u = torch.zeros(len(gu), 2, device=t.device).index_put_((inv,), tab['wh'])
-        best = gu[box_iou(_corner(gwh), _corner(wh_u)).argmax(1)] if len(t) else tab['g'][:0]
+        best = gu[wh_iou(gwh, wh_u).argmax(1)] if len(t) else tab['g'][:0]
         match = tab['g'][:, None] == best[None, :]                                       # [E, G]
     else:
         r = gwh[None, :, :] / tab['wh'][:, None, :]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..boxes import box_iou, convert_boxes, nms
+from ..boxes import box_iou, wh_iou, convert_boxes, nms
 from .darknet import Darknet, RegionLayer, YOLOV2_COCO_CFG, load_darknet_weights
 from .registry import register_model
 
@@ -184,10 +184,6 @@ def region_postprocess(boxes, obj, cls, conf_thresh: float = 0.005, nms_iou: flo
     return res
 
 # %% ../../nbs/15_yowo.ipynb #d037f0ed
-def _corner(wh: torch.Tensor) -> torch.Tensor:
-    "Sizes `[N,2]` as boxes `[0, 0, w, h]`, to compare shapes with `box_iou`."
-    return torch.cat([torch.zeros_like(wh), wh], 1)
-
 def build_region_targets(targets: torch.Tensor, anchors, grid: tuple, num_classes: int | None = None,
                          stride: float = 32, batch_size: int | None = None) -> dict:
     "YOWO's assignment of `targets` `[N,6]` (sample, class, x1, y1, x2, y2; pixels): one anchor at the centre cell per box."
@@ -204,7 +200,7 @@ def build_region_targets(targets: torch.Tensor, anchors, grid: tuple, num_classe
     gwh = wh / stride
     gi = gxy[:, 0].floor().long().clamp(0, W - 1)
     gj = gxy[:, 1].floor().long().clamp(0, H - 1)
-    a = box_iou(_corner(gwh), _corner(anchors)).argmax(1) if len(t) else torch.zeros(0, dtype=torch.long, device=t.device)
+    a = wh_iou(gwh, anchors).argmax(1) if len(t) else torch.zeros(0, dtype=torch.long, device=t.device)
     b = t[:, 0].long()
     # two boxes on one anchor of one cell: keep the last (the official loop overwrites)
     flat = ((b * len(anchors) + a) * H + gj) * W + gi
