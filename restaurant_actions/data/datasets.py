@@ -79,7 +79,7 @@ class ClipAugment:
             if any(pad): f = cv2.copyMakeBorder(f, *pad, cv2.BORDER_REPLICATE)
             f = cv2.resize(f, (W, H), interpolation=cv2.INTER_LINEAR) if f.shape[:2] != (H, W) else f
             out[t] = cv2.flip(f, 1) if p['flip'] else f
-        if not np.allclose(C, np.eye(3), atol=1e-6):                   # one call for the whole clip
+        if T and not np.allclose(C, np.eye(3), atol=1e-6):             # one call for the whole clip (none for boxes only)
             out = cv2.transform(out.reshape(T * H, W, 3), C).reshape(out.shape)
         a, b = (x2 - x1) / W, (y2 - y1) / H
         bx = np.asarray(boxes, np.float32).reshape(-1, 4)

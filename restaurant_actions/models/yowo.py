@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..boxes import box_iou, wh_iou, convert_boxes, nms
-from .darknet import Darknet, RegionLayer, YOLOV2_COCO_CFG, load_darknet_weights
+from .darknet import Darknet, RegionLayer, YOLOV2_COCO_CFG, load_darknet_weights, scaled_cfg
 from .registry import register_model
 
 # %% auto #0
@@ -258,6 +258,7 @@ def _loss(self, raw: torch.Tensor, targets: torch.Tensor) -> tuple:
     return region_loss(raw, targets, self.anchors, self.num_classes, self.stride, **self.loss_kwargs)
 
 YOWO.decode, YOWO.loss = _decode, _loss
+YOWO.loss_reduction = 'sum'     # summed over the batch, as the official code (a trainer scales it across processes)
 
 # %% ../../nbs/15_yowo.ipynb #6e2d8568
 def _in_scope(name: str, keep) -> bool:
@@ -399,9 +400,11 @@ def load_yowo_checkpoint(path, num_classes: int | None = None, reinit_head: bool
 # %% ../../nbs/15_yowo.ipynb #75db530d
 @register_model(family='clip')
 def yowo(num_classes: int = 24, backbone_3d: str = 'resnext101', width_mult: float | None = None, anchors=None,
-         T: int = 16) -> YOWO:
+         T: int = 16, width_2d: float = 1.0, cfam_channels: int = 1024) -> YOWO:
     "YOWO: Darknet-19 (key frame) + 3D `backbone_3d` (clip) + CFAM + region head; UCF101-24 anchors unless `anchors`."
-    return YOWO(num_classes, backbone_3d, anchors if anchors is not None else UCF24_ANCHORS, width_mult, clip_length=T)
+    b2d = yowo_backbone_2d(scaled_cfg(YOLOV2_COCO_CFG, width_2d)) if width_2d != 1.0 else None
+    return YOWO(num_classes, backbone_3d, anchors if anchors is not None else UCF24_ANCHORS, width_mult, backbone_2d=b2d,
+                cfam_channels=cfam_channels, clip_length=T)
 
 @register_model(family='clip')
 def yowo_resnet18(num_classes: int = 24, anchors=None, T: int = 16) -> YOWO:
