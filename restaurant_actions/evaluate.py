@@ -35,7 +35,7 @@ def _sequence_frames(model, data: FrameDataset, T: int, progress: bool):
 
 def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, part: str = 'test', every: int = 1,
              batch_size: int = 8, conf_thresh: float = 0.005, class_map: dict | None = None, T: int | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, raw: bool = False) -> dict:
     "Frame-mAP, per-class AP and YOWO's measures of `model` on the key frames of `part` (pixels of the cache size)."
     family = (getattr(model, 'spec', None) or {}).get('family', 'frame')
     T = T or (getattr(model, 'spec', {}) or {}).get('kwargs', {}).get('T') or 16
@@ -70,5 +70,10 @@ def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, 
     obj = [np.asarray(d.get('obj', d['scores'])) for d in D]
     m = yowo_frame_measures([g[0] for g in G], [g[1] for g in G], [np.asarray(d['boxes']) for d in D], obj,
                             [np.asarray(d['classes']) for d in D], frame_width=cache.size[0])
-    return dict(mAP=r['mAP'], AP={int(c): float(a) for c, a in r['AP'].items()}, n_gt={int(c): int(v) for c, v in r['n_gt'].items()},
-                frames=len(data.keys), family=family, **{k: float(v) for k, v in m.items() if isinstance(v, (int, float, np.floating))})
+    out = dict(mAP=r['mAP'], AP={int(c): float(a) for c, a in r['AP'].items()}, n_gt={int(c): int(v) for c, v in r['n_gt'].items()},
+               frames=len(data.keys), family=family, **{k: float(v) for k, v in m.items() if isinstance(v, (int, float, np.floating))})
+    if raw:    # what the report's intervals, PR curves and confusion matrices are computed from (frame key = video·n + frame)
+        out['raw'] = dict(gt=(np.array(gt_f, np.int64), np.array(gt_c, np.int64), np.array(gt_b, np.float32).reshape(-1, 4)),
+                          det=(np.array(df, np.int64), np.array(dc, np.int64), np.array(ds_, np.float32), np.array(db, np.float32).reshape(-1, 4)),
+                          annotated=np.array([int(vi) * n + int(f) for vi, f in data.keys], np.int64), n=n)
+    return out

@@ -158,10 +158,14 @@ class TrainData:
         cfg = self.cfg
         if self.family == 'sequence':
             streams = []
-            for r in range(self.local):
-                s = ClipDistributedSampler(self.clips, num_replicas=self.micro, rank=self.rank * self.local + r, seed=cfg.seed,
-                                           seq_len=cfg.T, every=cfg.every, drop_last=True, even=True)
+            for r in range(self.micro):                               # every stream of every process: equal lengths
+                s = ClipDistributedSampler(self.clips, num_replicas=self.micro, rank=r, seed=cfg.seed,
+                                           seq_len=cfg.T, every=cfg.every, drop_last=True, even=False)
                 s.set_epoch(epoch); streams.append(list(s))
+            n = max(map(len, streams))
+            # a shorter stream starts its clips again (a clip start resets the state) instead of the longer ones being cut
+            streams = [(st * (-(-n // len(st))))[:n] if st else [] for st in streams[self.rank * self.local:(self.rank + 1) * self.local]]
+            if any(not st for st in streams): return []
             return [list(b) for b in zip(*streams)]
         perm = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.data))
         n = len(perm) // self.micro

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/02_annotations.ipynb #12fa4314
 from __future__ import annotations
-import dataclasses, json, math, os
+import dataclasses, json, math, os, unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,8 +195,16 @@ def _save(self: Dataset, root=None, indent=None) -> Path:
 Dataset.save = _save
 
 # %% ../../nbs/02_annotations.ipynb #8ca8d84b
-def _is_int(x): return isinstance(x, int) and not isinstance(x, bool)
+def _is_int(x): return isinstance(x, int) and not isinstance(x, bool) and -2**63 < x < 2**63   # fits an int64
 def _is_num(x): return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+def _lines(text: str) -> list:
+    "Lines of `text` split at '\\n' only (a trailing '\\r' dropped): line numbers as editors, `grep -n` and `sed` count them."
+    return [l[:-1] if l.endswith('\r') else l for l in text.split('\n')]
+
+def _bad_char(s: str):
+    "The first character of `s` no annotation format can carry (control, lone surrogate, U+FFFE/U+FFFF), or None."
+    return next((c for c in s if unicodedata.category(c) in ('Cc', 'Cs') or c in '\ufffe\uffff'), None)
 
 def read_classes(path) -> list:
     "Class names from a `classes.txt` (one a line; blank lines and surrounding spaces ignored)."
@@ -204,10 +212,12 @@ def read_classes(path) -> list:
     try: text = path.read_text(encoding='utf-8')
     except FileNotFoundError: p.add('', 'file not found'); p.check()
     except UnicodeDecodeError as e: p.add('', f'not UTF-8 text ({e.reason} at byte {e.start})'); p.check()
+    except OSError as e: p.add('', f'cannot read ({e.strerror})'); p.check()
     names, seen = [], {}
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(_lines(text), 1):
         n = line.strip()
         if not n: continue
+        if (c := _bad_char(n)) is not None: p.add(i, f'class name {n!r} contains the control character {c!r}')
         if n in seen: p.add(i, f'duplicate class name {n!r} (first on line {seen[n]})')
         seen.setdefault(n, i); names.append(n)
     if not names: p.add('', 'no class names')
@@ -254,7 +264,7 @@ def _parse_tube(d, where, p: Problems):
     for i, f in enumerate(d['frames']):
         if not _is_int(f): p.add(f'{where}.frames[{i}]', f'must be an integer, got {f!r}'); ok = False
     for i, b in enumerate(d['boxes']):
-        if not (isinstance(b, list) and len(b) == 4 and all(_is_num(x) for x in b)):
+        if not (isinstance(b, list) and len(b) == 4 and all(_is_num(x) and abs(x) < 1e30 for x in b)):   # finite as float32 too
             p.add(f'{where}.boxes[{i}]', f'must be 4 finite numbers [x1, y1, x2, y2], got {b!r}'); ok = False
     if ok and len(d['frames']) != len(d['boxes']):
         p.add(where, f"{len(d['frames'])} frames but {len(d['boxes'])} boxes"); ok = False
@@ -272,7 +282,9 @@ def load_dataset(root, validate: bool = True, check_files: bool = False) -> Data
     try: doc = json.loads(ap.read_text(encoding='utf-8'))
     except FileNotFoundError: p.add('', 'file not found'); p.check()
     except UnicodeDecodeError as e: p.add('', f'not UTF-8 text ({e.reason} at byte {e.start})'); p.check()
+    except OSError as e: p.add('', f'cannot read ({e.strerror})'); p.check()
     except json.JSONDecodeError as e: p.add(f'{e.lineno}:{e.colno}', f'invalid JSON: {e.msg}'); p.check()
+    except RecursionError: p.add('', 'invalid JSON: nested too deeply'); p.check()
     if not isinstance(doc, dict): p.add('$', 'expected a JSON object with "videos" and "tubes"'); p.check()
     sv = doc.get('schema_version')
     if sv != SCHEMA_VERSION: p.add('$.schema_version', f'unsupported schema version {sv!r} (this version reads {SCHEMA_VERSION})')
@@ -289,18 +301,36 @@ def load_dataset(root, validate: bool = True, check_files: bool = False) -> Data
     return ds
 
 # %% ../../nbs/02_annotations.ipynb #ff6a7190
+def _probe_media(path: Path, v: Video) -> str | None:
+    "Why the video file or frame folder `path` cannot serve `v` (unopenable, first frame undecodable, too few images, another frame size), or None."
+    from restaurant_actions.data.video import VideoError, decode_video, frame_files   # data.video comes later in the chain
+    try:
+        with decode_video(path, stop=1) as dec: got = next(iter(dec), None)
+    except VideoError as e: return str(e)
+    if got is None: return f'{path}: the first frame cannot be decoded ({dec.report})'
+    if path.is_dir() and (n := len(frame_files(path))) < v.num_frames:
+        return f'{path}: the frame folder holds {n} images, the annotations say {v.num_frames} frames'
+    if (w := got[1].shape[1], h := got[1].shape[0]) != (v.width, v.height):
+        return f'{path}: frames are {w}x{h}, the annotations say {v.width}x{v.height} (boxes are in pixels of the stored frame)'
+    return None
+
 def validate_dataset(ds: Dataset, check_files: bool = False, file=None):
-    "Raise one `AnnotationError` listing every problem of `ds` (JSON paths refer to `annotations.json`)."
+    "Raise one `AnnotationError` listing every problem of `ds` (JSON paths refer to `annotations.json`); `check_files`: every video exists, opens, decodes its first frame at the annotated size."
     p = Problems(file if file is not None else (Path(ds.root)/'annotations.json' if ds.root else '<dataset>'))
+    for i, c in enumerate(ds.classes):    # names and ids are written into text, CSV and XML files: no control characters
+        if not isinstance(c, str) or not c.strip(): p.add(f'classes[{i}]', f'class name must be a non-empty string, got {c!r}')
+        elif (ch := _bad_char(c)) is not None: p.add(f'classes[{i}]', f'class name {c!r} contains the control character {ch!r}')
     vids = {}
     for i, v in enumerate(ds.videos):
         w = f'$.videos[{i}]'
+        if (ch := _bad_char(v.id)) is not None: p.add(f'{w}.id', f'video id {v.id!r} contains the control character {ch!r}')
         if v.id in vids: p.add(f'{w}.id', f'duplicate video id {v.id!r} (also $.videos[{vids[v.id]}])')
         vids.setdefault(v.id, i)
         for j, (a, b) in enumerate(v.annotated):
             if not (0 <= a <= b < v.num_frames):
                 p.add(f'{w}.annotated[{j}]', f'range [{a}, {b}] is not inside the video (0..{v.num_frames - 1})')
         if check_files and not ds.video_path(v).exists(): p.add(f'{w}.file', f'video not found: {ds.video_path(v)}')
+        elif check_files and (why := _probe_media(ds.video_path(v), v)): p.add(f'{w}.file', why)
     tids = {}
     for i, t in enumerate(ds.tubes):
         w = f'$.tubes[{i}]'
@@ -324,7 +354,7 @@ def validate_dataset(ds: Dataset, check_files: bool = False, file=None):
             p.add(f'{w}.boxes[{j}]', f'box {b[j].tolist()} is outside the {v.width}x{v.height} frame')
     p.check()
 
-# %% ../../nbs/02_annotations.ipynb #a6f93fca
+# %% ../../nbs/02_annotations.ipynb #07568757
 def class_counts(ds: Dataset, by: str = 'clips') -> np.ndarray:
     "Per-class count of `'clips'` (tubes) or `'boxes'` (tube frames), indexed by class id."
     if by not in ('clips', 'boxes'): raise ValueError(f"by must be 'clips' or 'boxes', got {by!r}")
@@ -353,7 +383,7 @@ def dataset_stats(ds: Dataset) -> dict:
         box_px=dict(mean_w=float(wh[:, 0].mean()) if len(wh) else 0.0, mean_h=float(wh[:, 1].mean()) if len(wh) else 0.0),
         box_rel_area=dict(zip(('p10', 'p50', 'p90'), (np.percentile(rel.prod(1), [10, 50, 90]).tolist() if len(rel) else [0.0] * 3))))
 
-# %% ../../nbs/02_annotations.ipynb #3130ed09
+# %% ../../nbs/02_annotations.ipynb #00b5f362
 def plot_class_distribution(ds: Dataset, ax=None, by: str = 'clips', highlight: int = 5, max_label: int = 28):
     "Bar chart of clips (or boxes) per class, most frequent first, the top `highlight` in another colour."
     import matplotlib.pyplot as plt
@@ -367,7 +397,7 @@ def plot_class_distribution(ds: Dataset, ax=None, by: str = 'clips', highlight: 
     ax.set_ylabel(f'{by} per class'); ax.set_title(f'{int(counts.sum())} {by} in {ds.num_classes} classes (top {highlight} in orange)')
     return ax
 
-# %% ../../nbs/02_annotations.ipynb #98093aca
+# %% ../../nbs/02_annotations.ipynb #f721d554
 def top_k_classes(ds: Dataset, k: int, by: str = 'clips') -> list:
     "Ids of the `k` most frequent classes (by clip or box count), most frequent first, ties by id."
     counts = class_counts(ds, by)

@@ -18,7 +18,7 @@ from ..boxes import box_iou
 from ..core import ConfigError
 from .video import IMAGE_EXTS, frame_files, read_frames
 from .annotations import (AnnotationError, Problems, Dataset, Video, Tube, load_dataset,
-                                                 validate_dataset, read_classes, frames_to_ranges)
+                                                 validate_dataset, read_classes, frames_to_ranges, _lines)
 
 # %% auto #0
 __all__ = ['FORMATS', 'read_yowo', 'write_yowo', 'write_frame_map_gt', 'read_label_map', 'read_ava', 'write_ava', 'read_cvat',
@@ -93,7 +93,7 @@ def _number(x: float) -> str:
 def _parse_yowo_label(text: str, n: int, size: tuple, p: Problems, clip: bool = False) -> list:
     "`[(class_id 0-based, box)]` of one YOWO label file's text; problems go to `p` (whose file is the label file)."
     out = []
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(_lines(text), 1):
         f = line.split()
         if not f: continue
         if len(f) != 5: p.add(i, f"expected 5 fields 'class x1 y1 x2 y2', got {len(f)}"); continue
@@ -172,7 +172,7 @@ def read_yowo(root, classes=None, fps: float = 30.0, link_iou: float = 0.3, clip
     for lst in ('trainlist.txt', 'testlist.txt', 'testlist_video.txt'):
         if not (root/lst).exists() or (text := _read_text(root/lst, p)) is None: continue
         q = Problems(root/lst)
-        for i, line in enumerate(text.splitlines(), 1):
+        for i, line in enumerate(_lines(text), 1):
             if not line.strip(): continue
             if lst == 'testlist_video.txt':
                 e = tuple(line.strip().split('/'))
@@ -334,7 +334,7 @@ def read_ava(path, label_map=None, fps: float = 30.0, start_second: int = 0, vid
     cls_of = {a: k for k, a in enumerate(aids)}
     if (text := _read_text(path, p)) is None: p.check()
     rows, seen = defaultdict(list), {}
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(_lines(text), 1):
         if not line.strip(): continue
         f = [s.strip() for s in line.split(',')]
         if len(f) != 8: p.add(i, f"expected 8 fields 'video_id,timestamp,x1,y1,x2,y2,action_id,person_id', got {len(f)}"); continue
@@ -514,7 +514,7 @@ def read_cvat(path, fps: float = 30.0, classes=None, clip: bool = False) -> Data
     validate_dataset(ds, file=path)
     return ds
 
-# %% ../../nbs/03_formats.ipynb #87cdde74
+# %% ../../nbs/03_formats.ipynb #8380927e
 def _cvat_box(f: int, key: int, out: int, b) -> str:
     return (f'    <box frame="{f}" keyframe="{key}" outside="{out}" occluded="0" xtl="{b[0]:.2f}" ytl="{b[1]:.2f}" '
             f'xbr="{b[2]:.2f}" ybr="{b[3]:.2f}" z_order="0">\n    </box>')
@@ -550,7 +550,7 @@ def write_cvat(ds: Dataset, dst) -> Path:
         with atomic_write(dst/f'{name}.xml') as f: f.write(_cvat_xml(ds, v, k))
     return dst
 
-# %% ../../nbs/03_formats.ipynb #cd4d65c7
+# %% ../../nbs/03_formats.ipynb #7cd43e77
 def write_native(ds: Dataset, dst, media: str = 'link') -> Path:
     "Write `ds` as a native dataset folder; `media='link'` hard-links (or copies) frames/videos into `dst/videos/`."
     validate_dataset(ds)
@@ -580,7 +580,7 @@ def detect_format(path) -> str:
     raise AnnotationError([f'{path}: {what} (expected a native folder with annotations.json, a YOWO folder with labels/ and '
                            'rgb-images/, a CVAT for video .xml file or a folder of them, or an AVA .csv file)'])
 
-# %% ../../nbs/03_formats.ipynb #7cd43e77
+# %% ../../nbs/03_formats.ipynb #8325a9b6
 def _readers(): return dict(native=load_dataset, yowo=read_yowo, ava=read_ava, cvat=read_cvat)
 def _writers(): return dict(native=write_native, yowo=write_yowo, ava=write_ava, cvat=write_cvat)
 

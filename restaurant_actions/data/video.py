@@ -19,6 +19,10 @@ __all__ = ['IMAGE_EXTS', 'VideoError', 'frame_files', 'video_info', 'VideoWriter
            'read_frames', 'read_frame', 'sample_frames_figure', 'FrameCache', 'StreamReader']
 
 # %% ../../nbs/05_video.ipynb #6c815d24
+os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')          # AV_LOG_QUIET
+if 'OPENCV_LOG_LEVEL' not in os.environ: cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+# %% ../../nbs/05_video.ipynb #4662dd9d
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
 
 class VideoError(IOError):
@@ -32,7 +36,7 @@ def frame_files(folder) -> list:
         if m and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith('.') and p.is_file(): out.append((int(m.group(1)), p.name, p))
     return [p for *_, p in sorted(out)]
 
-# %% ../../nbs/05_video.ipynb #4662dd9d
+# %% ../../nbs/05_video.ipynb #71650c79
 def _is_live(src) -> bool:
     "Camera index or URL: a source without a fixed length, opened by OpenCV directly."
     return isinstance(src, int) or (isinstance(src, str) and '://' in src)
@@ -58,8 +62,8 @@ def _open_error(path) -> str:
     msg = f'{path}: not a decodable video (OpenCV/FFmpeg cannot open it; {n} bytes)'
     if Path(path).suffix.lower() in ('.mp4', '.mov', '.m4v', '.3gp'):
         boxes = {t: c for t, _, c in _mp4_boxes(path)}
-        if 'mdat' in boxes and 'moov' not in boxes:
-            msg += ('; the MP4 index (moov box) is missing, so the recording was cut off before it was finalised'
+        if 'mdat' in boxes and not boxes.get('moov'):     # absent, or present but cut off (a short file cut near its end)
+            msg += (f"; the MP4 index (moov box) is {'incomplete' if 'moov' in boxes else 'missing'}, so the recording was cut off before it was finalised"
                     ' and no frame can be located in its data: repair it with an index from a good file of the same'
                     ' camera (e.g. untrunc), or re-record')
     return msg
@@ -96,7 +100,7 @@ def video_info(path) -> dict:
                      height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), num_frames=_frame_count(cap))
     finally: cap.release()
 
-# %% ../../nbs/05_video.ipynb #71650c79
+# %% ../../nbs/05_video.ipynb #c5687e54
 _FOURCC = {'.mp4': 'mp4v', '.avi': 'MJPG', '.mkv': 'mp4v', '.mov': 'mp4v'}
 
 class VideoWriter:
@@ -138,7 +142,7 @@ class VideoWriter:
     def __enter__(self): return self
     def __exit__(self, typ, *_): self.close(ok=typ is None)
 
-# %% ../../nbs/05_video.ipynb #c5687e54
+# %% ../../nbs/05_video.ipynb #64e4b408
 @dataclass
 class DecodeReport:
     "What decoding a source delivered: counts, the frame numbers that were not delivered, and why."
@@ -187,7 +191,7 @@ class DecodeReport:
         if self.resized: s += f', {self.resized} resized'
         return s + ''.join(f'; {m}' for m in self.messages[:5])
 
-# %% ../../nbs/05_video.ipynb #38f67d2a
+# %% ../../nbs/05_video.ipynb #deabb7ad
 class VideoDecoder:
     "Iterate `(frame number, frame)` over the decodable frames of a source; `report` tells what was not delivered."
     def __init__(self, source, size=None, start: int = 0, stop: int | None = None, stride: int = 1, rgb: bool = True,
@@ -300,7 +304,7 @@ def decode_video(source, size=None, start: int = 0, stop: int | None = None, str
     "Open a video file, frame folder, camera index or stream URL for robust decoding (see `VideoDecoder`)."
     return VideoDecoder(source, size, start, stop, stride, rgb, expected, max_failures)
 
-# %% ../../nbs/05_video.ipynb #deabb7ad
+# %% ../../nbs/05_video.ipynb #b6868d91
 _log = get_logger('restaurant_actions.data.video')
 
 def read_frames(path, start: int = 0, stop: int | None = None, rgb: bool = True):
@@ -309,7 +313,7 @@ def read_frames(path, start: int = 0, stop: int | None = None, rgb: bool = True)
     yield from dec
     if not dec.report.clean: _log.warning(str(dec.report))
 
-# %% ../../nbs/05_video.ipynb #65a65310
+# %% ../../nbs/05_video.ipynb #ccb512f6
 def read_frame(path, index: int) -> np.ndarray:
     "Frame `index` (0-based, RGB) of a video file or frame folder."
     for _, f in read_frames(path, index, index + 1): return f
@@ -332,7 +336,7 @@ def sample_frames_figure(ds, classes=None, cols: int = 4, scale: float = 2.0):
     fig.tight_layout()
     return fig
 
-# %% ../../nbs/05_video.ipynb #bbbf0b3f
+# %% ../../nbs/05_video.ipynb #9f2165cc
 _CACHE_VERSION = 1
 
 def _source_stat(path: Path) -> tuple:
@@ -461,7 +465,7 @@ class FrameCache:
         if meta is None: raise VideoError(f'{self.dir}: video {video_id!r} is not cached; run build first')
         return DecodeReport.from_dict(meta['report'])
 
-# %% ../../nbs/05_video.ipynb #802ac0ed
+# %% ../../nbs/05_video.ipynb #d1e94008
 _END = object()
 
 class _Raised:

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/09_models.ipynb #bc376dc7
 from __future__ import annotations
-import inspect, time
+import inspect, pickle, re, time
 from pathlib import Path
 from typing import Callable
 
@@ -12,9 +12,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..core import ConfigError
+
 # %% auto #0
 __all__ = ['register_model', 'list_models', 'build_model', 'count_flops', 'model_info', 'example_input', 'model_table',
-           'save_checkpoint', 'load_checkpoint']
+           'save_checkpoint', 'CheckpointError', 'state_dict_problems', 'load_checkpoint']
 
 # %% ../../nbs/09_models.ipynb #49e15021
 _REGISTRY: dict = {}
@@ -104,12 +106,58 @@ def save_checkpoint(path, model: nn.Module, **extra) -> Path:
     with atomic_write(path, 'wb') as f: torch.save({'model_spec': model.spec, 'model': model.state_dict(), **extra}, f)
     return Path(path)
 
-def load_checkpoint(path, map_location='cpu') -> tuple:
-    "`(model, checkpoint dict)`: the model rebuilt from the file's spec, with its weights."
-    ck = torch.load(path, map_location=map_location, weights_only=True)
+class CheckpointError(ConfigError):
+    "A checkpoint that cannot be used: unreadable, unsafe, not ours, or weights that do not fit the model; the message names the file."
+    def __init__(self, msg: str, missing=(), unexpected=(), mismatched=()):
+        super().__init__(msg)
+        self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
+
+def _shape(v): return list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+
+def state_dict_problems(expected: dict, got: dict, limit: int = 3) -> tuple:
+    "`(missing, unexpected, mismatched [(key, got shape, expected shape)], summary lines)` of state dict `got` against `expected`."
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    mismatched = [(k, _shape(got[k]), _shape(v)) for k, v in expected.items()
+                  if k in got and (not isinstance(got[k], torch.Tensor) or got[k].shape != v.shape)]
+    more = lambda xs: f', ... ({len(xs) - limit} more)' if len(xs) > limit else ''
+    lines = []
+    if mismatched: lines.append(f'{len(mismatched)} with another shape (' + ', '.join(f'{k}: checkpoint {a}, model {b}' for k, a, b in mismatched[:limit]) + more(mismatched) + ')')
+    if missing: lines.append(f'{len(missing)} missing from the checkpoint (' + ', '.join(missing[:limit]) + more(missing) + ')')
+    if unexpected: lines.append(f'{len(unexpected)} unexpected (' + ', '.join(unexpected[:limit]) + more(unexpected) + ')')
+    return missing, unexpected, mismatched, lines
+
+def _spec_str(spec) -> str:
+    if not isinstance(spec, dict): return 'a model without spec'
+    return f"{spec.get('name')}(" + ', '.join(f'{k}={v!r}' for k, v in (spec.get('kwargs') or {}).items()) + ')'
+
+def _read_checkpoint(path, map_location):
+    "`torch.load(path, weights_only=True)`, its failures turned into one `CheckpointError` naming the file."
+    try: return torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError): raise
+    except pickle.UnpicklingError as e:
+        if m := re.search(r'unsupported (?:global: )?GLOBAL (\S+)', str(e), re.I):   # torch's weights-only unpickler refused a class/function
+            raise CheckpointError(f'{path}: refused: the file holds Python objects other than tensors and primitives ({m.group(1)}), '
+                                  'and loading them could run code (read with weights_only=True); re-save the state dict alone') from None
+        raise CheckpointError(f'{path}: not a PyTorch checkpoint (the pickle stream cannot be read)') from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, AttributeError, TypeError) as e:   # torch's zip/pickle readers
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint (damaged, truncated or another format: {why})') from None
+
+def load_checkpoint(path, map_location='cpu', model: nn.Module | None = None) -> tuple:
+    "`(model, checkpoint dict)`: the model rebuilt from the file's spec (or the given `model`), with its weights; `CheckpointError` if they do not fit."
+    ck = _read_checkpoint(path, map_location)
     spec = ck.get('model_spec') if isinstance(ck, dict) else None
     if not (isinstance(spec, dict) and 'name' in spec and isinstance(ck.get('model'), dict)):
-        raise ValueError(f"{path}: not a restaurant_actions checkpoint (needs 'model_spec' and 'model'; official YOWO files load with load_yowo_checkpoint)")
-    model = build_model(spec['name'], **spec.get('kwargs', {}))
+        raise CheckpointError(f"{path}: not a restaurant_actions checkpoint (needs 'model_spec' and 'model'; official YOWO files load with load_yowo_checkpoint)")
+    if model is None:
+        try: model = build_model(spec['name'], **(spec.get('kwargs') or {}))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f'{path}: its model spec {_spec_str(spec)} cannot be built: {e}') from None
+    missing, unexpected, mismatched, lines = state_dict_problems(model.state_dict(), ck['model'])
+    if lines:
+        into = _spec_str(getattr(model, 'spec', None))
+        raise CheckpointError(f"{path}: the weights (saved from {_spec_str(spec)}) do not fit the model {into}: " + '; '.join(lines),
+                              missing, unexpected, mismatched)
     model.load_state_dict(ck['model'])
     return model, ck
