@@ -21,19 +21,23 @@ from .metrics import bootstrap_ci, frame_ap, yowo_frame_measures
 from .train import Trainer, TrainConfig
 
 # %% auto #0
-__all__ = ['experiment_data', 'top_classes', 'train_config', 'subset_ap', 'pair_confusion', 'score', 'run_variant',
-           'find_variant', 'load_results', 'study_numbers', 'pretrain_yowo', 'upstream', 'brief']
+__all__ = ['prepare_data', 'experiment_data', 'top_classes', 'train_config', 'subset_ap', 'pair_confusion', 'score',
+           'run_variant', 'find_variant', 'load_results', 'study_numbers', 'pretrain_yowo', 'upstream', 'brief']
 
 # %% ../nbs/24_study.ipynb #10ef86da
-def experiment_data(exp: Experiment, data=None, progress: bool = False) -> tuple:
-    "`(dataset, frame cache at the profile's input size, split)` of an experiment (or of the dataset folder `data`)."
-    folder = Path(data or exp.data_dir).resolve()
+def prepare_data(folder, input_size, progress: bool = False) -> tuple:
+    "`(dataset, frame cache at input_size, the report's held-out split)` of a native dataset folder."
+    folder = Path(folder).resolve()
     ds = load_dataset(folder)
     key = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
     cache = FrameCache(data_dir()/'cache'/f'{folder.name}-{key}')
-    cache.build(ds, size=tuple(exp.profile.input_size), progress=progress)
+    cache.build(ds, size=tuple(input_size), progress=progress)
     split = block_split(ds, test_fraction=0.2, block=int(round(4 * ds.videos[0].fps)), seed=0)
     return ds, cache, split
+
+def experiment_data(exp: Experiment, data=None, progress: bool = False) -> tuple:
+    "`prepare_data` for an experiment's dataset (or the dataset folder `data`) at its profile's input size."
+    return prepare_data(data or exp.data_dir, exp.profile.input_size, progress)
 
 # %% ../nbs/24_study.ipynb #60cb2e8b
 def top_classes(ds: Dataset, k: int) -> list:
