@@ -179,8 +179,11 @@ def run_report(profile: str = 'quick', out=None, notebooks=None, only: list | No
             pm.execute_notebook(str(nb), str(out/name/f'{name}.ipynb'), parameters=params, cwd=str(nb.parent),
                                 progress_bar=False, execution_timeout=timeout, kernel_name='python3')
         except Exception as e:          # any failure of one experiment is recorded; the batch goes on
-            err = f'{type(e).__name__}: {e}'
-            log.error(f'{name} failed: {err.splitlines()[0] if err else err}')
+            # papermill's message starts with a blank line: lead with the notebook's own exception and value
+            ename = getattr(e, 'ename', None) or type(e).__name__
+            head = f"{ename}: {getattr(e, 'evalue', None) or next((l for l in str(e).splitlines() if l.strip()), '')}"
+            err = f'{head}\n{e}'
+            log.error(f'{name} failed: {head}')
         if html and (out/name/f'{name}.ipynb').exists():
             try: _to_html(out/name/f'{name}.ipynb')
             except Exception as e: log.warning(f'{name}: HTML rendering failed ({e})')

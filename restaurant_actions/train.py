@@ -175,8 +175,10 @@ class TrainData:
     def loader(self, epoch: int, start: int = 0):
         "Batches of `epoch` from micro-batch `start` on (a resumed run skips what it already read, without reading it)."
         self.data.set_epoch(epoch)
+        # its own seeded generator: a DataLoader without one draws from torch's global generator, and a resumed run
+        # (one more loader) would then be one draw ahead of an uninterrupted one
         return DataLoader(self.data, batch_sampler=self.batches(epoch)[start:], collate_fn=collate_detections,
-                          num_workers=self.cfg.num_workers)
+                          num_workers=self.cfg.num_workers, generator=torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch))
 
 # %% ../nbs/21_train.ipynb #198cc375
 class TrainingError(RuntimeError):
@@ -305,6 +307,8 @@ class Trainer:
     def resume(self, path=None) -> bool:
         "Continue from `path` (default: this run's last checkpoint); False when there is none."
         path = Path(path) if path else (self.last_path if self.out else None)
+        if path is not None:                                          # temporary files of writes a crash cut short
+            for t in path.parent.glob(f'.{path.name}.*.tmp'): t.unlink(missing_ok=True)
         if path is None or not path.exists(): return False
         ck = torch.load(path, map_location='cpu', weights_only=True)
         diff = sorted(k for k, v in self.cfg.to_dict().items() if ck['config'].get(k) != v and k not in ('steps', 'eval_every', 'device', 'num_workers'))
@@ -334,9 +338,12 @@ class Trainer:
     def _update(self, micro: list) -> dict:
         cfg, parts_sum, loss_sum, finite = self.cfg, {}, 0.0, True
         self.model.train()                                            # (a frozen part's batch norms stay in eval mode)
+        bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         if cfg.freeze_bn:
-            for m in self.model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
+            for m in bns: m.eval()
+        # a skipped step must not leave its (maybe non-finite) batch statistics behind in the running averages
+        saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bns
+                 if m.training and m.running_mean is not None]
         for i, batch in enumerate(micro):
             sync = i == len(micro) - 1 or self.world == 1
             ctx = self.net.no_sync() if not sync else _null()
@@ -361,6 +368,9 @@ class Trainer:
             if self.scaler: self.scaler.update()
             self.bad += 1; self.skipped += 1
             self.state = None                                         # never carry a poisoned LSTM state
+            with torch.no_grad():
+                for m, (mu, var, nb) in zip([m for m in bns if m.training and m.running_mean is not None], saved):
+                    m.running_mean.copy_(mu); m.running_var.copy_(var); m.num_batches_tracked.copy_(nb)
         self.opt.zero_grad(set_to_none=True)
         self.sched.step()
         return dict(loss=loss_sum, ok=ok, grad_norm=float(norm), **parts_sum)
