@@ -32,7 +32,9 @@ class Profile(Config):
     seq_every: int = 1              # Recurrent YOLO's sparse frames (one in N)
     steps: int = 200                # optimizer steps per run
     pretrain_steps: int = 200
-    batch_size: int = 16            # key frames / clips per step
+    batch_size: int = 16            # key frames per step (frame models)
+    yowo_steps: int = 200           # YOWO's budget (a YOWO step costs ~15 frame-model steps on a CPU)
+    yowo_batch: int = 16            # clips per YOWO step
     seq_batch: int = 4              # streams per step (each `seq_T` frames)
     lr: float = 2e-3
     seq_lr: float = 1e-3            # the Recurrent YOLO fine-tunes the ported baseline: a lower rate keeps what it knows
@@ -49,16 +51,20 @@ class Profile(Config):
 PROFILES = {
     'smoke': Profile('smoke', 'seconds: the test suite runs every experiment with it',
                      SynthConfig(minutes=0.5, fps=10, size=(160, 128), segment_minutes=0.25, seed=0),
-                     input_size=[64, 64], T=4, seq_T=2, steps=3, pretrain_steps=3, batch_size=4, seq_batch=2, warmup=1,
+                     input_size=[64, 64], T=4, seq_T=2, steps=3, pretrain_steps=3, yowo_steps=3, yowo_batch=4, batch_size=4, seq_batch=2, warmup=1,
                      eval_stride=8, bootstrap=20, frame_model=dict(model='yolov3_tiny', width=0.125, loss='modern'),
                      seq_model=dict(model='recurrent_yolov3_tiny', width=0.125, loss='modern'),
                      yowo_model=dict(width_mult=0.25, width_2d=0.125, cfam_channels=32)),   # ResNeXt needs ≥ 0.25
     'quick': Profile('quick', 'the whole report on 2 CPU cores in about 20 minutes (10 training runs)',
                      SynthConfig(minutes=8, fps=15, size=(320, 240), segment_minutes=1, seed=0),
-                     T=4, steps=150, pretrain_steps=150),   # YOWO's 7×7×7 stem is 2/3 of its cost: 4-frame clips
+                     T=4, steps=150, pretrain_steps=100, yowo_steps=100, yowo_batch=8,   # YOWO's 7×7×7 stem is 2/3 of its cost: 4-frame clips
+                     # ResNeXt-101 at width 0.25 has 1-channel groups (depthwise-like grouped 3D convolutions): one run
+                     # took 12 min on 2 cores against ~1 min for ResNet-50, so the CPU profile leaves it to `full`
+                     backbones=['resnet18', 'resnet50']),
     'full': Profile('full', "the study's scale (100 minutes of two views, 224², 16-frame clips, full widths), for a GPU",
                     SynthConfig(minutes=50, fps=30, size=(640, 480), segment_minutes=5, seed=0),
-                    input_size=[224, 224], T=16, seq_T=8, seq_every=2, steps=20000, pretrain_steps=20000, batch_size=32,
+                    input_size=[224, 224], T=16, seq_T=8, seq_every=2, steps=20000, pretrain_steps=20000, yowo_steps=20000,
+                    yowo_batch=32, batch_size=32,
                     seq_batch=8, lr=1e-3, warmup=500, eval_stride=1, bootstrap=1000,
                     frame_model=dict(model='yolov3', width=1.0, loss='modern'),
                     seq_model=dict(model='recurrent_yolov3', width=1.0, loss='modern'),

@@ -57,7 +57,8 @@ def train_config(profile: Profile, role: str, classes: list, seed: int = 0, **ov
         cfg = dict(model=kw.pop('model'), model_kwargs=kw, T=p.seq_T, every=p.seq_every, batch_size=p.seq_batch, lr=p.seq_lr,
                    clip_min=max(2 * p.seq_T * p.seq_every, 20))
     elif role == 'yowo':
-        cfg = dict(model='yowo', model_kwargs=dict(p.yowo_model, backbone_3d=over.pop('backbone_3d', p.backbones[-1])), T=p.T)
+        cfg = dict(model='yowo', model_kwargs=dict(p.yowo_model, backbone_3d=over.pop('backbone_3d', p.backbones[-1])), T=p.T,
+                   steps=p.yowo_steps, batch_size=p.yowo_batch, checkpoint_every=max(10, p.yowo_steps // 4))
     else: raise ConfigError(f"role must be 'frame', 'sequence' or 'yowo', got {role!r}")
     return TrainConfig(**{**common, **cfg, **over}).check()
 
