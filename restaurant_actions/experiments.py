@@ -177,7 +177,7 @@ def run_report(profile: str = 'quick', out=None, notebooks=None, only: list | No
         name = nb.stem
         params = dict(profile=profile, out_dir=str((out/name).resolve()), **(parameters or {}))
         prev = summary['experiments'].get(name, {})
-        if resume and prev.get('status') == 'ok' and prev.get('parameters') == params:
+        if resume and prev.get('status') == 'ok' and prev.get('parameters') == params and (out/name/f'{name}.ipynb').exists():
             log.info(f'{name}: already done, skipped (resume)'); continue
         (out/name).mkdir(parents=True, exist_ok=True)
         t0, err = time.time(), None
