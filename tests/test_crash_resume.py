@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers import tiny_training_data
 import torch
 
 from restaurant_actions.data.splits import block_split
@@ -85,11 +86,9 @@ print('done', flush=True)
 def data(tmp_path_factory):
     "An 18-s single-view synthetic video (6 classes), its frame cache at 64x64, and the child training script."
     d = tmp_path_factory.mktemp('crash')
-    ds = make_synthetic(d/'data', SynthConfig(minutes=0.3, fps=10, size=(160, 128), views=1, segment_minutes=0.3, seed=1,
-                                              classes=6, lookalikes=0), progress=False)
-    cache = FrameCache(d/'cache'); cache.build(ds, size=(64, 64), progress=False)
+    ds, cache, split = tiny_training_data(d)
     (d/'child.py').write_text(CHILD)
-    return dict(root=d, ds=ds, cache=cache, split=block_split(ds, test_fraction=0.2, block=40, seed=0))
+    return dict(root=d, ds=ds, cache=cache, split=split)
 
 
 def child(data, out, cfg, kill_on=None, hang_in_save=None) -> dict:

@@ -14,6 +14,7 @@ a dataset is loaded (part 1), so non-finite targets are only a defence-in-depth 
 import copy, json, math
 
 import pytest
+from helpers import tiny_training_data
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
@@ -28,11 +29,7 @@ NAN, INF = float('nan'), float('inf')
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     "An 18-s single-view synthetic video (6 classes) cached at 64x64, and its held-out split."
-    d = tmp_path_factory.mktemp('numerics')
-    ds = make_synthetic(d/'data', SynthConfig(minutes=0.3, fps=10, size=(160, 128), views=1, segment_minutes=0.3, seed=1,
-                                              classes=6, lookalikes=0), progress=False)
-    cache = FrameCache(d/'cache'); cache.build(ds, size=(64, 64), progress=False)
-    return ds, cache, block_split(ds, test_fraction=0.2, block=40, seed=0)
+    return tiny_training_data(tmp_path_factory.mktemp('numerics'))
 
 
 def trainer(data, out=None, **over) -> Trainer:
