@@ -57,7 +57,7 @@ PROFILES = {
                      yowo_model=dict(width_mult=0.25, width_2d=0.125, cfam_channels=32)),   # ResNeXt needs ≥ 0.25
     'quick': Profile('quick', 'the whole report on 2 CPU cores in about 20 minutes (10 training runs)',
                      SynthConfig(minutes=8, fps=15, size=(320, 240), segment_minutes=1, seed=0),
-                     T=4, steps=150, pretrain_steps=100, yowo_steps=100, yowo_batch=8,   # YOWO's 7×7×7 stem is 2/3 of its cost: 4-frame clips
+                     T=4, steps=500, pretrain_steps=100, yowo_steps=100, yowo_batch=8,   # YOWO's 7×7×7 stem is 2/3 of its cost: 4-frame clips
                      # ResNeXt-101 at width 0.25 has 1-channel groups (depthwise-like grouped 3D convolutions): one run
                      # took 12 min on 2 cores against ~1 min for ResNet-50, so the CPU profile leaves it to `full`
                      backbones=['resnet18', 'resnet50']),
@@ -171,8 +171,10 @@ def run_report(profile: str = 'quick', out=None, notebooks=None, only: list | No
     if only: nbs = [p for p in nbs if p.stem in only or any(p.stem.startswith(o) for o in only)]
     if not nbs: raise ConfigError('no experiment notebook matches ' + (f'{only}' if only else 'in the folder'))
     summary_path = out/'summary.json'
-    old = json.loads(summary_path.read_text()) if (resume and summary_path.exists()) else {}
-    summary = dict(profile=profile, experiments=dict(old.get('experiments', {})))
+    old = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    # a partial batch (`only`) keeps the records of the experiments it does not run; a full one starts afresh
+    keep = {k: v for k, v in old.get('experiments', {}).items() if resume or (only and k not in {p.stem for p in nbs})}
+    summary = dict(profile=profile, experiments=keep)
     for nb in tqdm(nbs, desc=f'report [{profile}]', unit='nb', disable=not progress):
         name = nb.stem
         params = dict(profile=profile, out_dir=str((out/name).resolve()), **(parameters or {}))
