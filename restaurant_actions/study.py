@@ -143,6 +143,7 @@ def run_variant(exp: Experiment, variant: str, cfg: TrainConfig, data: tuple, la
     if mpath.exists():
         old = json.loads(mpath.read_text())
         if old.get('config') == cfg.to_dict() and (out/f'checkpoint_{variant}.pt').exists(): return old
+        (out/f'{variant}.last.pt').unlink(missing_ok=True)      # scored under another configuration: start afresh
     ds, cache, split = data
     t0 = time.perf_counter()
     tr = Trainer(cfg, ds, cache, split, out, name=variant, progress=progress)
