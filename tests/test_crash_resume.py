@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers import tiny_training_data
+from helpers import tensors_differ as same, tiny_training_data
 import torch
 
 from restaurant_actions.data.splits import block_split
@@ -118,19 +118,6 @@ def child(data, out, cfg, kill_on=None, hang_in_save=None) -> dict:
 
 def load(path) -> dict:
     return torch.load(path, map_location='cpu', weights_only=True)
-
-
-def same(a, b, where='') -> list:
-    "Paths where two checkpoint structures differ (tensors compared bit for bit)."
-    if isinstance(a, torch.Tensor):
-        return [] if isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b) else [where]
-    if isinstance(a, dict):
-        if not isinstance(b, dict) or set(a) != set(b): return [where]
-        return [d for k in a for d in same(a[k], b[k], f'{where}.{k}')]
-    if isinstance(a, (list, tuple)):
-        if not isinstance(b, (list, tuple)) or len(a) != len(b): return [where]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in same(x, y, f'{where}[{i}]')]
-    return [] if a == b or (a != a and b != b) else [where]
 
 
 def assert_same_run(ref_dir, got_dir):

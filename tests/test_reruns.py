@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tensors_differ
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOW = 'slow' in os.environ.get('RESTAURANT_ACTIONS_TEST_FLAGS', '').split()
@@ -37,19 +38,6 @@ def clean(x, out: str):
     if isinstance(x, (list, tuple)): return type(x)(clean(v, out) for v in x)
     if isinstance(x, str): return x.replace(out, '<out>')
     return x
-
-
-def tensors_differ(a, b, where='') -> list:
-    "Paths where two (cleaned) checkpoint structures differ, tensors compared bit for bit."
-    if isinstance(a, torch.Tensor):
-        return [] if isinstance(b, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b) else [where]
-    if isinstance(a, dict):
-        if not isinstance(b, dict) or set(a) != set(b): return [where]
-        return [d for k in a for d in tensors_differ(a[k], b[k], f'{where}.{k}')]
-    if isinstance(a, (list, tuple)):
-        if not isinstance(b, (list, tuple)) or len(a) != len(b): return [where]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in tensors_differ(x, y, f'{where}[{i}]')]
-    return [] if a == b or (a != a and b != b) else [where]
 
 
 def json_differ(a, b, where='') -> list:
