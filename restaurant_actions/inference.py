@@ -125,13 +125,7 @@ class Detector:
         from restaurant_actions.models.registry import load_checkpoint
         path = Path(path)
         if not path.is_file(): raise FileNotFoundError(f'{path}: no such checkpoint file')
-        with open(path, 'rb') as f: magic = f.read(2)
-        if magic[:2] != b'PK' and magic[:1] != b'\x80': raise ConfigError(f'{path}: not a PyTorch checkpoint file')
-        try: model, ck = load_checkpoint(path)
-        except Exception as e:
-            if not isinstance(e, (ValueError, RuntimeError, EOFError, KeyError, TypeError)) and type(e).__name__ != 'UnpicklingError': raise
-            why = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
-            raise ConfigError(f'{path}: cannot load the checkpoint ({why[:200]})') from None
+        model, ck = load_checkpoint(path)      # a damaged or foreign file raises CheckpointError naming it (chapter 09)
         spec = {**{k: ck[k] for k in ('classes', 'input_size', 'T', 'd') if k in ck}, **ck['model_spec']}   # the trainer's spec wins
         det = cls(model, spec.get('classes'), size or spec.get('input_size'), T or spec.get('T'), spec.get('d') or 1, device, options)
         det.checkpoint = {k: v for k, v in ck.items() if k != 'model'}
