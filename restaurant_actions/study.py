@@ -54,8 +54,9 @@ def train_config(profile: Profile, role: str, classes: list, seed: int = 0, **ov
         kw = dict(p.frame_model); cfg = dict(model=kw.pop('model'), model_kwargs=kw, T=1)
     elif role == 'sequence':
         kw = dict(p.seq_model)
+        # BatchNorm keeps the ported baseline's statistics: a batch of consecutive frames of a few streams is correlated
         cfg = dict(model=kw.pop('model'), model_kwargs=kw, T=p.seq_T, every=p.seq_every, batch_size=p.seq_batch, lr=p.seq_lr,
-                   clip_min=max(2 * p.seq_T * p.seq_every, 20))
+                   clip_min=max(2 * p.seq_T * p.seq_every, 20), freeze_bn=True)
     elif role == 'yowo':
         cfg = dict(model='yowo', model_kwargs=dict(p.yowo_model, backbone_3d=over.pop('backbone_3d', p.backbones[-1])), T=p.T,
                    steps=p.yowo_steps, batch_size=p.yowo_batch, checkpoint_every=max(10, p.yowo_steps // 4))
@@ -101,7 +102,7 @@ def score(res: dict, names: list, top5: list, top24: list, frame_width: float, b
     "The report's numbers from `evaluate(..., raw=True)` of a model whose class ids index `names`."
     raw, idx = res['raw'], {c: i for i, c in enumerate(names)}
     ids = lambda cs: [idx[c] for c in cs if c in idx]
-    pairs = [c for p in LOOKALIKE_PAIRS for c in p if c in idx]
+    pairs = [c for p in LOOKALIKE_PAIRS if all(c in idx for c in p) for c in p]   # a pair whose partner is not a class is no look-alike
     groups = dict(top5=ids(top5), top24=ids(top24), pairs=ids(pairs), object_defined=ids(OBJECT_DEFINED))
     per, memo = _by_video(raw), {}
     def aps(units):

@@ -113,6 +113,7 @@ class SynthConfig(Config):
     occluders: int = 0            # extra arms wandering over the counter without acting (occlusion, distraction)
     jitter: float = 0.0           # camera shake (pixels, per frame)
     lookalikes: int = 6           # how many look-alike pairs stay identical frame by frame (the rest get a visual cue)
+    hand_scale: float = 1.0       # size of hands, tools, items and operated displays relative to the frame (a closer camera)
     noise: float = 6.0            # sensor noise σ (grey levels)
     flicker: float = 0.04         # lighting flicker amplitude (relative)
     label_noise: float = 0.0      # fraction of action clips given a wrong class (the true class is kept in meta)
@@ -247,7 +248,7 @@ def _background(cfg: SynthConfig, rng=None):
     if cfg.clutter and rng is not None:
         for _ in range(cfg.clutter):
             x, y = rng.uniform([0.05, 0.15], [0.95, 0.95]) * [W, H]
-            if rng.random() < 0.3: cv2.circle(img, (int(x), int(y)), max(2, W // 64), (205, 160, 130), -1)   # hand-like
+            if rng.random() < 0.3: cv2.circle(img, (int(x), int(y)), max(2, int(W * cfg.hand_scale) // 64), (205, 160, 130), -1)   # hand-like
             else:
                 w, h = rng.uniform(0.02, 0.06, 2) * [W, H]
                 cv2.rectangle(img, (int(x - w), int(y - h)), (int(x + w), int(y + h)), tuple(int(v) for v in rng.integers(20, 250, 3)), -1)
@@ -266,7 +267,7 @@ def _draw_hand(img, P0, hand, tool, item, W, H, cue=False):
     cv2.circle(img, hand, r, (205, 160, 130), -1)                       # hand (skin)
 
 def _action_box(hand, s: _Span, names, W, H) -> np.ndarray:
-    "The annotator's box: hand, tool, item (and the operated object's display), padded by the clip's looseness."
+    "The annotator's box: hand, tool, item (and the operated object's display), padded by the clip's looseness (sizes from `W, H`)."
     r, (hx, hy) = max(2, W // 64), hand
     parts = [(hx - r, hy - r, hx + r, hy + r)]
     if s.tool == 'tongs': parts.append((hx - r // 2 - 1, hy, hx + r // 2 + 1, hy + 3 * r))
@@ -284,6 +285,7 @@ def _cue_classes(cfg: SynthConfig) -> set:
 def render_frames(cfg: SynthConfig, workers: list, n_frames: int, rng, occluders: list = ()):
     "Yield `(frame_index, [one RGB frame per view], {(worker, span start): (class, [box per view])})`."
     W, H = cfg.size
+    sW, sH = int(W * cfg.hand_scale), int(H * cfg.hand_scale)    # the frame size that sets the hands' sizes
     bg = _background(cfg, rng)
     names = class_ranking(cfg.classes)
     cues = _cue_classes(cfg)
@@ -306,10 +308,10 @@ def render_frames(cfg: SynthConfig, workers: list, n_frames: int, rng, occluders
             if s.osc: p = p + 0.012 * np.array([math.sin(f * 0.9 + wk), math.cos(f * 0.7 + wk)])
             hand = (int(p[0] * W), int(p[1] * H))
             if s.cls >= 0 and ACTION_PROGRAMS[names[s.cls]][0] == 'at':   # the operated object changes state
-                cv2.rectangle(img, (hand[0] - W // 40, hand[1] - H // 14), (hand[0] + W // 40, hand[1] - H // 30), (80, 230, 120), -1)
-            _draw_hand(img, (int(lanes[wk] * W), H - 1), hand, s.tool, s.item, W, H, cue=s.cls in cues)
+                cv2.rectangle(img, (hand[0] - sW // 40, hand[1] - sH // 14), (hand[0] + sW // 40, hand[1] - sH // 30), (80, 230, 120), -1)
+            _draw_hand(img, (int(lanes[wk] * W), H - 1), hand, s.tool, s.item, sW, sH, cue=s.cls in cues)
             if s.cls >= 0 and wk < len(workers):
-                boxes[(wk, s.start)] = (s.cls, _action_box(hand, s, names, W, H))
+                boxes[(wk, s.start)] = (s.cls, _action_box(hand, s, names, sW, sH))
         img = cv2.add(cv2.convertScaleAbs(img, alpha=float(gains[f])), bank[(f * 5 + 3) % 8], dtype=cv2.CV_8U)   # flicker, noise
         hf = hs if shake is None else [np.array([[1, 0, shake[f, 0]], [0, 1, shake[f, 1]], [0, 0, 1]]) @ h for h in hs]
         views = [img if np.allclose(h, np.eye(3)) else cv2.warpPerspective(img, h, (W, H), borderMode=cv2.BORDER_REFLECT) for h in hf]

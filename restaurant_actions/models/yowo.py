@@ -400,11 +400,12 @@ def load_yowo_checkpoint(path, num_classes: int | None = None, reinit_head: bool
 # %% ../../nbs/15_yowo.ipynb #75db530d
 @register_model(family='clip')
 def yowo(num_classes: int = 24, backbone_3d: str = 'resnext101', width_mult: float | None = None, anchors=None,
-         T: int = 16, width_2d: float = 1.0, cfam_channels: int = 1024) -> YOWO:
+         T: int = 16, width_2d: float = 1.0, cfam_channels: int = 1024, coord_scale: float = 1.0) -> YOWO:
     "YOWO: Darknet-19 (key frame) + 3D `backbone_3d` (clip) + CFAM + region head; UCF101-24 anchors unless `anchors`."
     b2d = yowo_backbone_2d(scaled_cfg(YOLOV2_COCO_CFG, width_2d)) if width_2d != 1.0 else None
+    loss = dict(coord_scale=coord_scale) if coord_scale != 1.0 else {}     # YOWO's ucf24.yaml: 1
     return YOWO(num_classes, backbone_3d, anchors if anchors is not None else UCF24_ANCHORS, width_mult, backbone_2d=b2d,
-                cfam_channels=cfam_channels, clip_length=T)
+                cfam_channels=cfam_channels, clip_length=T, **loss)
 
 @register_model(family='clip')
 def yowo_resnet18(num_classes: int = 24, anchors=None, T: int = 16) -> YOWO:
