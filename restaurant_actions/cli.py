@@ -116,7 +116,7 @@ def cmd_eval(a) -> int:
         missing = [c for c in names if c not in ds.classes]
         if missing: raise ConfigError(f'{a.checkpoint}: classes {missing[:3]} of the model are not classes of {a.data}')
         cmap = None if names == ds.classes else {ds.classes.index(c): i for i, c in enumerate(names)}
-        r = evaluate(model, ds, cache, split, a.part, every=a.every, class_map=cmap, progress=not a.quiet)
+        r = evaluate(model, ds, cache, split, a.part, every=a.every, class_map=cmap, progress=not a.quiet, frame_step=spec.get('frame_step'))
         for c, ap in r['AP'].items(): print(f"class {c} {names[c]}: AP {ap:.4f} ({r['n_gt'][c]} GT)")
         print(f"frame-mAP@0.5 = {r['mAP']:.4f}; localization recall {r['localization_recall']:.3f}, "
               f"classification accuracy {r['classification_accuracy']:.3f} on {r['frames']} {a.part} frames")

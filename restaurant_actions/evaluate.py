@@ -19,32 +19,36 @@ from .metrics import frame_ap, yowo_frame_measures
 __all__ = ['evaluate']
 
 # %% ../nbs/20a_evaluate.ipynb #010dbb5d
-def _sequence_frames(model, data: FrameDataset, T: int, progress: bool):
-    "Yield `(video index, frame, detections)` running a sequence model over each contiguous run of the part, in order."
+def _sequence_frames(model, data: FrameDataset, T: int, progress: bool, frame_step: int = 1):
+    "Yield `(video index, frame, detections)` of the key frames, running a sequence model over every frame of each contiguous run of the part, in order."
+    if frame_step < 1: raise ValueError(f'frame_step={frame_step} must be >= 1')
     for vi in np.unique(data.keys[:, 0]):
-        fr = data.keys[data.keys[:, 0] == vi, 1]
-        vid = data.ds.videos[int(vi)].id
-        mask = np.zeros(int(fr.max()) + 1, bool); mask[fr] = True
-        for s, e in tqdm(mask_to_ranges(mask), desc=vid, disable=not progress, leave=False):
-            state = None
-            for a in range(s, e + 1, T):                       # sub-sequences of T frames, state carried
-                idx = np.arange(a, min(a + T, e + 1))
-                x = to_tensor(data.cache.clip(vid, idx))[None]
-                raw, state = model(x, state)
-                for f, d in zip(idx, model.decode(raw)): yield int(vi), int(f), d
+        v = data.ds.videos[int(vi)]
+        keys = set(data.keys[data.keys[:, 0] == vi, 1].tolist())
+        mask = data.split.mask(v.id, data.part) if data.split is not None else v.annotated_mask()
+        for s, e in tqdm(mask_to_ranges(mask), desc=v.id, disable=not progress, leave=False):
+            if not any(s <= k <= e for k in keys): continue
+            for o in range(frame_step):                        # interleaved chains of every frame_step-th frame
+                chain, state = np.arange(s + o, e + 1, frame_step), None
+                for a in range(0, len(chain), T):              # sub-sequences of T frames, state carried
+                    idx = chain[a:a + T]
+                    raw, state = model(to_tensor(data.cache.clip(v.id, idx))[None], state)
+                    for f, d in zip(idx, model.decode(raw)):
+                        if int(f) in keys: yield int(vi), int(f), d
 
 def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, part: str = 'test', every: int = 1,
              batch_size: int = 8, conf_thresh: float = 0.005, class_map: dict | None = None, T: int | None = None,
-             progress: bool = True, raw: bool = False) -> dict:
+             progress: bool = True, raw: bool = False, frame_step: int | None = None) -> dict:
     "Frame-mAP, per-class AP and YOWO's measures of `model` on the key frames of `part` (pixels of the cache size)."
     family = (getattr(model, 'spec', None) or {}).get('family', 'frame')
     T = T or (getattr(model, 'spec', {}) or {}).get('kwargs', {}).get('T') or 16
+    frame_step = frame_step or (getattr(model, 'spec', {}) or {}).get('frame_step') or 1   # a sequence model's trained spacing
     kw = dict(every=every, class_map=class_map)
     data = ClipDataset(ds, cache, split, part, T=T, **kw) if family == 'clip' else FrameDataset(ds, cache, split, part, **kw)
     was = model.training; model.eval()
     dets = []
     with torch.inference_mode():
-        if family == 'sequence': dets = list(_sequence_frames(model, data, T if T else 8, progress))
+        if family == 'sequence': dets = list(_sequence_frames(model, data, T if T else 8, progress, frame_step))
         else:
             key = 'clip' if family == 'clip' else 'image'
             for b in tqdm(DataLoader(data, batch_size, collate_fn=collate_detections), desc='evaluate', disable=not progress):

@@ -230,7 +230,7 @@ class Trainer:
         self.model = model if model is not None else self._build(names)
         self.family = self.model.spec['family']
         self.model.spec.update(classes=names, input_size=[int(v) for v in cfg.input_size],
-                               T=cfg.T if self.family != 'frame' else 1)
+                               T=cfg.T if self.family != 'frame' else 1, frame_step=cfg.every if self.family == 'sequence' else 1)
         self.init_report = None
         if cfg.init:
             _, ck = _load_any(cfg.init)

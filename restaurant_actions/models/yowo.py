@@ -94,8 +94,9 @@ class YOWO(nn.Module):
 
     def __init__(self, num_classes: int = 24, backbone_3d='resnext101', anchors=UCF24_ANCHORS,
                  width_mult: float | None = None, backbone_2d: Darknet | None = None, cfam_channels: int = 1024,
-                 clip_length: int = 16, **loss_kwargs):
+                 clip_length: int = 16, clip_scale: float = 1.0, **loss_kwargs):
         super().__init__()
+        if not 0 < clip_scale <= 1: raise ValueError(f'clip_scale={clip_scale} must lie in (0, 1]')
         if num_classes < 1: raise ValueError(f'num_classes={num_classes} must be >= 1')
         a = torch.as_tensor(anchors if anchors is not None else UCF24_ANCHORS, dtype=torch.float32, device='cpu').reshape(-1, 2)
         if not (a > 0).all(): raise ValueError('anchors must be positive (w, h) pairs in grid cells')
@@ -108,7 +109,7 @@ class YOWO(nn.Module):
         self.cfam = CFAM(c3d + c2d, cfam_channels, cfam_channels)
         self.conv_final = nn.Conv2d(cfam_channels, len(a) * (5 + num_classes), 1, bias=False)
         self.register_buffer('anchors', a, persistent=False)
-        self.num_classes, self.clip_length, self.loss_kwargs = num_classes, clip_length, loss_kwargs
+        self.num_classes, self.clip_length, self.clip_scale, self.loss_kwargs = num_classes, clip_length, clip_scale, loss_kwargs
         self._frozen_bn: set = set()
 
     @property
@@ -124,10 +125,14 @@ class YOWO(nn.Module):
         "`(f3d, f2d)`: the 3D branch's `[B, C3, H/32, W/32]` and the 2D branch's `[B, 425, H/32, W/32]`."
         self.check_input(clip)
         f2d = self.backbone_2d(clip[:, :, -1])[-1]
+        if self.clip_scale != 1:          # the 3D branch on a smaller clip (area-averaged), its map resized back
+            T, H, W = clip.shape[2:]
+            clip = F.interpolate(clip, size=(T, max(32, round(H * self.clip_scale)), max(32, round(W * self.clip_scale))), mode='area')
         f3d = self.backbone_3d(clip)
         if f3d.ndim == 5:
             if f3d.shape[2] != 1: raise ValueError(f'the 3D branch left {f3d.shape[2]} time steps; YOWO needs 1 (use another T)')
             f3d = f3d.squeeze(2)
+        if self.clip_scale != 1: f3d = F.interpolate(f3d, size=f2d.shape[-2:], mode='bilinear', align_corners=False)
         if f3d.shape[-2:] != f2d.shape[-2:]:
             raise ValueError(f'the 3D branch gives a {tuple(f3d.shape[-2:])} map, the 2D branch {tuple(f2d.shape[-2:])}')
         return f3d, f2d
@@ -400,12 +405,12 @@ def load_yowo_checkpoint(path, num_classes: int | None = None, reinit_head: bool
 # %% ../../nbs/15_yowo.ipynb #75db530d
 @register_model(family='clip')
 def yowo(num_classes: int = 24, backbone_3d: str = 'resnext101', width_mult: float | None = None, anchors=None,
-         T: int = 16, width_2d: float = 1.0, cfam_channels: int = 1024, coord_scale: float = 1.0) -> YOWO:
-    "YOWO: Darknet-19 (key frame) + 3D `backbone_3d` (clip) + CFAM + region head; UCF101-24 anchors unless `anchors`."
+         T: int = 16, width_2d: float = 1.0, cfam_channels: int = 1024, coord_scale: float = 1.0, clip_scale: float = 1.0) -> YOWO:
+    "YOWO: Darknet-19 (key frame) + 3D `backbone_3d` (clip, resized by `clip_scale`) + CFAM + region head; UCF101-24 anchors unless `anchors`."
     b2d = yowo_backbone_2d(scaled_cfg(YOLOV2_COCO_CFG, width_2d)) if width_2d != 1.0 else None
     loss = dict(coord_scale=coord_scale) if coord_scale != 1.0 else {}     # YOWO's ucf24.yaml: 1
     return YOWO(num_classes, backbone_3d, anchors if anchors is not None else UCF24_ANCHORS, width_mult, backbone_2d=b2d,
-                cfam_channels=cfam_channels, clip_length=T, **loss)
+                cfam_channels=cfam_channels, clip_length=T, clip_scale=clip_scale, **loss)
 
 @register_model(family='clip')
 def yowo_resnet18(num_classes: int = 24, anchors=None, T: int = 16) -> YOWO:
