@@ -14,6 +14,7 @@ from torch import nn
 from ..boxes import box_iou, wh_iou, convert_boxes, nms
 from .darknet import Darknet, RegionLayer, YOLOV2_COCO_CFG, load_darknet_weights, scaled_cfg
 from .registry import register_model
+from .yolov3 import yolo_loss
 
 # %% auto #0
 __all__ = ['UCF24_ANCHORS', 'JHMDB21_ANCHORS', 'AVA_ANCHORS', 'REGION_LOSS_DEFAULTS', 'MAX_LOG_WH', 'yowo_backbone_2d',
@@ -94,9 +95,11 @@ class YOWO(nn.Module):
 
     def __init__(self, num_classes: int = 24, backbone_3d='resnext101', anchors=UCF24_ANCHORS,
                  width_mult: float | None = None, backbone_2d: Darknet | None = None, cfam_channels: int = 1024,
-                 clip_length: int = 16, clip_scale: float = 1.0, **loss_kwargs):
+                 clip_length: int = 16, clip_scale: float = 1.0, loss: str = 'region', **loss_kwargs):
         super().__init__()
         if not 0 < clip_scale <= 1: raise ValueError(f'clip_scale={clip_scale} must lie in (0, 1]')
+        if loss not in ('region', 'modern'): raise ValueError(f"unknown loss {loss!r}; use 'region' (YOWO's) or 'modern'")
+        if loss == 'modern' and loss_kwargs: raise TypeError(f'{sorted(loss_kwargs)} are options of the region loss, not of the modern one')
         if num_classes < 1: raise ValueError(f'num_classes={num_classes} must be >= 1')
         a = torch.as_tensor(anchors if anchors is not None else UCF24_ANCHORS, dtype=torch.float32, device='cpu').reshape(-1, 2)
         if not (a > 0).all(): raise ValueError('anchors must be positive (w, h) pairs in grid cells')
@@ -110,6 +113,7 @@ class YOWO(nn.Module):
         self.conv_final = nn.Conv2d(cfam_channels, len(a) * (5 + num_classes), 1, bias=False)
         self.register_buffer('anchors', a, persistent=False)
         self.num_classes, self.clip_length, self.clip_scale, self.loss_kwargs = num_classes, clip_length, clip_scale, loss_kwargs
+        self.loss_variant, self.loss_reduction = loss, ('sum' if loss == 'region' else 'mean')
         self._frozen_bn: set = set()
 
     @property
@@ -163,15 +167,16 @@ def _pred_boxes(p: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     wh = p[..., 2:4].clamp(-MAX_LOG_WH, MAX_LOG_WH).exp() * anchors.to(p).view(1, A, 1, 1, 2)
     return torch.cat([cxy, wh], -1)
 
-def decode_region(raw: torch.Tensor, anchors, num_classes: int, stride: float = 32) -> tuple:
-    "YOLOv2 region decoding: boxes `[B,N,4]` (xyxy, input pixels), objectness `[B,N]`, class softmax `[B,N,C]`."
+def decode_region(raw: torch.Tensor, anchors, num_classes: int, stride: float = 32, sigmoid_classes: bool = False) -> tuple:
+    "YOLOv2 region decoding: boxes `[B,N,4]` (xyxy, input pixels), objectness `[B,N]`, class softmax (or sigmoids) `[B,N,C]`."
     anchors = torch.as_tensor(anchors, dtype=raw.dtype, device=raw.device).reshape(-1, 2)
     p = region_view(raw, len(anchors))
     if p.shape[-1] != 5 + num_classes:
         raise ValueError(f'the head predicts {p.shape[-1] - 5} classes, num_classes={num_classes} was given')
     B = p.shape[0]
     boxes = convert_boxes(_pred_boxes(p, anchors) * stride, 'cxcywh', 'xyxy').reshape(B, -1, 4)
-    return boxes, p[..., 4].sigmoid().reshape(B, -1), p[..., 5:].softmax(-1).reshape(B, -1, num_classes)
+    cls = p[..., 5:].sigmoid() if sigmoid_classes else p[..., 5:].softmax(-1)
+    return boxes, p[..., 4].sigmoid().reshape(B, -1), cls.reshape(B, -1, num_classes)
 
 def region_postprocess(boxes, obj, cls, conf_thresh: float = 0.005, nms_iou: float = 0.4, max_det: int | None = None,
                        input_size: tuple | None = None) -> list:
@@ -254,16 +259,19 @@ def region_loss(raw: torch.Tensor, targets: torch.Tensor, anchors, num_classes: 
 def _decode(self, raw: torch.Tensor, conf_thresh: float = 0.005, nms_iou: float = 0.4, max_det: int | None = None,
             clip: bool = False) -> list:
     "Per key frame `dict(boxes [n,4] xyxy pixels, scores, classes, obj, class_probs)` — YOWO's post-processing."
-    boxes, obj, cls = decode_region(raw, self.anchors, self.num_classes, self.stride)
+    boxes, obj, cls = decode_region(raw, self.anchors, self.num_classes, self.stride, sigmoid_classes=self.loss_variant == 'modern')
     size = (raw.shape[3] * self.stride, raw.shape[2] * self.stride) if clip else None
     return region_postprocess(boxes, obj, cls, conf_thresh, nms_iou, max_det, size)
 
 def _loss(self, raw: torch.Tensor, targets: torch.Tensor) -> tuple:
-    "`(loss, parts)` of YOWO's region loss for `targets` `[N,6]` (sample, class, x1, y1, x2, y2) in input pixels."
+    "`(loss, parts)` of YOWO's region loss (or the modern one) for `targets` `[N,6]` (sample, class, x1, y1, x2, y2) in input pixels."
+    if self.loss_variant == 'modern':      # chapter 12's modern YOLOv3 loss on the one stride-32 head (anchors in pixels)
+        layer = dict(anchors=(self.anchors * self.stride).tolist(), stride=self.stride, classes=self.num_classes)
+        return yolo_loss([raw], targets, [layer], self.num_classes, variant='modern')
     return region_loss(raw, targets, self.anchors, self.num_classes, self.stride, **self.loss_kwargs)
 
 YOWO.decode, YOWO.loss = _decode, _loss
-YOWO.loss_reduction = 'sum'     # summed over the batch, as the official code (a trainer scales it across processes)
+YOWO.loss_reduction = 'sum'     # the region loss is summed over the batch, as the official code (a trainer scales it across processes)
 
 # %% ../../nbs/15_yowo.ipynb #6e2d8568
 def _in_scope(name: str, keep) -> bool:
@@ -405,12 +413,13 @@ def load_yowo_checkpoint(path, num_classes: int | None = None, reinit_head: bool
 # %% ../../nbs/15_yowo.ipynb #75db530d
 @register_model(family='clip')
 def yowo(num_classes: int = 24, backbone_3d: str = 'resnext101', width_mult: float | None = None, anchors=None,
-         T: int = 16, width_2d: float = 1.0, cfam_channels: int = 1024, coord_scale: float = 1.0, clip_scale: float = 1.0) -> YOWO:
-    "YOWO: Darknet-19 (key frame) + 3D `backbone_3d` (clip, resized by `clip_scale`) + CFAM + region head; UCF101-24 anchors unless `anchors`."
+         T: int = 16, width_2d: float = 1.0, cfam_channels: int = 1024, coord_scale: float = 1.0, clip_scale: float = 1.0,
+         loss: str = 'region') -> YOWO:
+    "YOWO: Darknet-19 (key frame) + 3D `backbone_3d` (clip, resized by `clip_scale`) + CFAM + region head (YOWO's loss, or `loss='modern'`); UCF101-24 anchors unless `anchors`."
     b2d = yowo_backbone_2d(scaled_cfg(YOLOV2_COCO_CFG, width_2d)) if width_2d != 1.0 else None
-    loss = dict(coord_scale=coord_scale) if coord_scale != 1.0 else {}     # YOWO's ucf24.yaml: 1
+    kw = dict(coord_scale=coord_scale) if coord_scale != 1.0 else {}       # YOWO's ucf24.yaml: 1
     return YOWO(num_classes, backbone_3d, anchors if anchors is not None else UCF24_ANCHORS, width_mult, backbone_2d=b2d,
-                cfam_channels=cfam_channels, clip_length=T, clip_scale=clip_scale, **loss)
+                cfam_channels=cfam_channels, clip_length=T, clip_scale=clip_scale, loss=loss, **kw)
 
 @register_model(family='clip')
 def yowo_resnet18(num_classes: int = 24, anchors=None, T: int = 16) -> YOWO:
