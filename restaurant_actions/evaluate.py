@@ -24,17 +24,19 @@ def _sequence_frames(model, data: FrameDataset, T: int, progress: bool, frame_st
     if frame_step < 1: raise ValueError(f'frame_step={frame_step} must be >= 1')
     for vi in np.unique(data.keys[:, 0]):
         v = data.ds.videos[int(vi)]
-        keys = set(data.keys[data.keys[:, 0] == vi, 1].tolist())
+        keys = np.sort(data.keys[data.keys[:, 0] == vi, 1])
         mask = data.split.mask(v.id, data.part) if data.split is not None else v.annotated_mask()
         for s, e in tqdm(mask_to_ranges(mask), desc=v.id, disable=not progress, leave=False):
-            if not any(s <= k <= e for k in keys): continue
+            if np.searchsorted(keys, e, 'right') == np.searchsorted(keys, s): continue     # no key frame in this run
             for o in range(frame_step):                        # interleaved chains of every frame_step-th frame
                 chain, state = np.arange(s + o, e + 1, frame_step), None
                 for a in range(0, len(chain), T):              # sub-sequences of T frames, state carried
                     idx = chain[a:a + T]
                     raw, state = model(to_tensor(data.cache.clip(v.id, idx))[None], state)
-                    for f, d in zip(idx, model.decode(raw)):
-                        if int(f) in keys: yield int(vi), int(f), d
+                    sel = np.flatnonzero(np.isin(idx, keys))   # decode only the key frames
+                    if not len(sel): continue
+                    raw = [r[sel] for r in raw] if isinstance(raw, (list, tuple)) else raw[sel]
+                    for f, d in zip(idx[sel], model.decode(raw)): yield int(vi), int(f), d
 
 def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, part: str = 'test', every: int = 1,
              batch_size: int = 8, conf_thresh: float = 0.005, class_map: dict | None = None, T: int | None = None,

@@ -113,6 +113,7 @@ class YOWO(nn.Module):
         self.conv_final = nn.Conv2d(cfam_channels, len(a) * (5 + num_classes), 1, bias=False)
         self.register_buffer('anchors', a, persistent=False)
         self.num_classes, self.clip_length, self.clip_scale, self.loss_kwargs = num_classes, clip_length, clip_scale, loss_kwargs
+        # the region loss is summed over the batch, as the official code (a trainer scales it across processes)
         self.loss_variant, self.loss_reduction = loss, ('sum' if loss == 'region' else 'mean')
         self._frozen_bn: set = set()
 
@@ -271,7 +272,6 @@ def _loss(self, raw: torch.Tensor, targets: torch.Tensor) -> tuple:
     return region_loss(raw, targets, self.anchors, self.num_classes, self.stride, **self.loss_kwargs)
 
 YOWO.decode, YOWO.loss = _decode, _loss
-YOWO.loss_reduction = 'sum'     # the region loss is summed over the batch, as the official code (a trainer scales it across processes)
 
 # %% ../../nbs/15_yowo.ipynb #6e2d8568
 def _in_scope(name: str, keep) -> bool:
