@@ -44,9 +44,9 @@ def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, 
     "Frame-mAP, per-class AP and YOWO's measures of `model` on the key frames of `part` (pixels of the cache size)."
     family = (getattr(model, 'spec', None) or {}).get('family', 'frame')
     T = T or (getattr(model, 'spec', {}) or {}).get('kwargs', {}).get('T') or 16
-    frame_step = frame_step or (getattr(model, 'spec', {}) or {}).get('frame_step') or 1   # a sequence model's trained spacing
+    frame_step = frame_step or (getattr(model, 'spec', {}) or {}).get('frame_step') or 1   # the trained spacing (sequence; clip: its rate d)
     kw = dict(every=every, class_map=class_map)
-    data = ClipDataset(ds, cache, split, part, T=T, **kw) if family == 'clip' else FrameDataset(ds, cache, split, part, **kw)
+    data = ClipDataset(ds, cache, split, part, T=T, d=frame_step, **kw) if family == 'clip' else FrameDataset(ds, cache, split, part, **kw)
     was = model.training; model.eval()
     dets = []
     with torch.inference_mode():

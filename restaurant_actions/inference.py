@@ -127,7 +127,8 @@ class Detector:
         if not path.is_file(): raise FileNotFoundError(f'{path}: no such checkpoint file')
         model, ck = load_checkpoint(path)      # a damaged or foreign file raises CheckpointError naming it (chapter 09)
         spec = {**{k: ck[k] for k in ('classes', 'input_size', 'T', 'd') if k in ck}, **ck['model_spec']}   # the trainer's spec wins
-        det = cls(model, spec.get('classes'), size or spec.get('input_size'), T or spec.get('T'), spec.get('d') or 1, device, options)
+        det = cls(model, spec.get('classes'), size or spec.get('input_size'), T or spec.get('T'),
+                  spec.get('d') or (spec.get('frame_step') if spec.get('family') == 'clip' else None) or 1, device, options)   # the trainer stores a clip's rate as frame_step
         det.checkpoint = {k: v for k, v in ck.items() if k != 'model'}
         return det
 

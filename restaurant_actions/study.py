@@ -22,7 +22,8 @@ from .train import Trainer, TrainConfig
 
 # %% auto #0
 __all__ = ['prepare_data', 'experiment_data', 'top_classes', 'train_config', 'subset_ap', 'pair_confusion', 'score',
-           'run_variant', 'find_variant', 'load_results', 'study_numbers', 'pretrain_yowo', 'upstream', 'brief']
+           'run_variant', 'find_variant', 'load_results', 'study_numbers', 'pretrain_frame', 'baseline_config',
+           'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief']
 
 # %% ../nbs/24_study.ipynb #10ef86da
 def prepare_data(folder, input_size, progress: bool = False) -> tuple:
@@ -59,7 +60,7 @@ def train_config(profile: Profile, role: str, classes: list, seed: int = 0, **ov
                    clip_min=max(2 * p.seq_T * p.seq_every, 20), freeze_bn=True)
     elif role == 'yowo':
         cfg = dict(model='yowo', model_kwargs=dict(p.yowo_model, backbone_3d=over.pop('backbone_3d', p.backbones[-1])), T=p.T,
-                   steps=p.yowo_steps, batch_size=p.yowo_batch, checkpoint_every=max(10, p.yowo_steps // 4))
+                   every=p.clip_rate, steps=p.yowo_steps, batch_size=p.yowo_batch, checkpoint_every=max(10, p.yowo_steps // 4))
     else: raise ConfigError(f"role must be 'frame', 'sequence' or 'yowo', got {role!r}")
     return TrainConfig(**{**common, **cfg, **over}).check()
 
@@ -180,13 +181,36 @@ def study_numbers() -> dict:
     return json.loads((project_root()/'data'/'study.json').read_text())
 
 # %% ../nbs/24_study.ipynb #3ba24891
-def pretrain_yowo(exp: Experiment, seed: int = 0, progress: bool = True) -> dict:
+def _pretrain_data(exp: Experiment, progress: bool) -> tuple:
+    from restaurant_actions.experiments import default_dataset
+    return experiment_data(exp, data=default_dataset(exp.profile.name, scene=exp.profile.pretrain_scene, progress=progress))
+
+def pretrain_frame(exp: Experiment, seed: int = 0, progress: bool = True) -> dict:
+    "The frame detector trained on another synthetic scene (standing in for COCO), on the target's top-24 class names."
+    p = exp.profile
+    cfg = train_config(p, 'frame', top_classes(load_dataset(exp.data_dir), 24), seed, steps=p.pretrain_steps)
+    return run_variant(exp, 'yolo_pretrained', cfg, _pretrain_data(exp, progress), progress=progress,
+                       label=f"frame {p.frame_model['model']} pretrained on scene {p.pretrain_scene}")
+
+def baseline_config(exp: Experiment, classes: list, seed: int = 0, init_checkpoint=None) -> TrainConfig:
+    "The frame baseline's configuration: it starts from `init_checkpoint`, else from the pretrained frame detector (01's run, or trained here)."
+    ck = upstream(exp, '01_pretrain', 'yolo_pretrained', lambda: pretrain_frame(exp, seed), init_checkpoint)
+    return train_config(exp.profile, 'frame', classes, seed, init=str(ck))
+
+def yowo_2d_is_frame_model(p: Profile) -> bool:
+    "Whether the profile's YOWO has the frame detector's network as its 2D branch (then it starts from its pretraining)."
+    y, f = p.yowo_model, p.frame_model
+    return y.get('backbone_2d', 'yolov2') == f['model'] and y.get('width_2d', 1.0) == f.get('width', 1.0)
+
+def pretrain_yowo(exp: Experiment, seed: int = 0, progress: bool = True, frame_checkpoint=None) -> dict:
     "YOWO trained on another synthetic scene (standing in for UCF101-24), on the target's top-24 class names."
     p = exp.profile
-    from restaurant_actions.experiments import default_dataset
-    src = default_dataset(p.name, scene=p.pretrain_scene, progress=progress)
-    cfg = train_config(p, 'yowo', top_classes(load_dataset(exp.data_dir), 24), seed, steps=p.pretrain_steps, anchors='default')
-    return run_variant(exp, 'yowo_pretrained', cfg, experiment_data(exp, data=src), progress=progress,
+    over = {}
+    if yowo_2d_is_frame_model(p):     # as YOWO's COCO-trained 2D branch: the pretrained frame detector, kept fixed
+        ck = upstream(exp, '01_pretrain', 'yolo_pretrained', lambda: pretrain_frame(exp, seed, progress), frame_checkpoint)
+        over = dict(init=str(ck), freeze=dict(backbone_2d=True, backbone_3d=False))
+    cfg = train_config(p, 'yowo', top_classes(load_dataset(exp.data_dir), 24), seed, steps=p.pretrain_steps, anchors='default', **over)
+    return run_variant(exp, 'yowo_pretrained', cfg, _pretrain_data(exp, progress), progress=progress,
                        label=f'YOWO ({p.backbones[-1]}) pretrained on scene {p.pretrain_scene}')
 
 def upstream(exp: Experiment, experiment: str, variant: str, make, init_checkpoint=None) -> Path:

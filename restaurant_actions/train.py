@@ -35,7 +35,7 @@ class TrainConfig(Config):
     model_kwargs: dict = field(default_factory=dict)   # builder arguments (num_classes and anchors are filled in)
     input_size: list = field(default_factory=lambda: [128, 128])   # network input W, H (multiples of 32)
     T: int = 8                      # clip length (clip models) / sub-sequence length (sequence models)
-    every: int = 1                  # sequence models: one frame in `every` (sparse frames)
+    every: int = 1                  # sequence models: one frame in `every` (sparse frames); clip models: one in `every` within a clip (YOWO's sampling rate d)
     classes: list | None = None     # class names to train on (the others are dropped); None: all
     anchors: str = 'custom'         # 'custom': k-means on the training boxes; 'default': the builder's
     init: str | None = None         # checkpoint whose matching tensors initialise the model (e.g. pretraining)
@@ -109,6 +109,8 @@ def load_matching(model: nn.Module, state: dict) -> dict:
     own = model.state_dict()
     if not any(k in own for k in state) and any('yolo.' + k in own for k in state):
         state = {'yolo.' + k: v for k, v in state.items()}       # YOLOv3 weights into a Recurrent YOLO
+    if not any(k in own for k in state) and any(k.replace('darknet.', 'backbone_2d.', 1) in own for k in state):
+        state = {k.replace('darknet.', 'backbone_2d.', 1): v for k, v in state.items()}   # a frame detector into YOWO's 2D branch
     take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(take, strict=False)
     return dict(loaded=len(take), shape_mismatch=sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape),
@@ -149,7 +151,7 @@ class TrainData:
             self.clips = action_clips(ds, split, 'train', pad=cfg.clip_pad, min_len=cfg.clip_min, max_len=cfg.clip_max)
             if not self.clips: raise ConfigError('no training clips: the training part has no actions long enough '
                                                  f'(clip_min={cfg.clip_min} frames)')
-        elif family == 'clip': self.data = ClipDataset(ds, cache, split, 'train', T=cfg.T, negatives=cfg.negatives, **kw)
+        elif family == 'clip': self.data = ClipDataset(ds, cache, split, 'train', T=cfg.T, d=cfg.every, negatives=cfg.negatives, **kw)
         else: self.data = FrameDataset(ds, cache, split, 'train', negatives=cfg.negatives, **kw)
         if len(self.batches(0)) == 0: raise ConfigError(f'not one batch of {micro} in the training data: lower batch_size')
 
@@ -230,7 +232,7 @@ class Trainer:
         self.model = model if model is not None else self._build(names)
         self.family = self.model.spec['family']
         self.model.spec.update(classes=names, input_size=[int(v) for v in cfg.input_size],
-                               T=cfg.T if self.family != 'frame' else 1, frame_step=cfg.every if self.family == 'sequence' else 1)
+                               T=cfg.T if self.family != 'frame' else 1, frame_step=cfg.every if self.family != 'frame' else 1)
         self.init_report = None
         if cfg.init:
             _, ck = _load_any(cfg.init)
@@ -274,9 +276,10 @@ class Trainer:
             from restaurant_actions.anchors import anchors_from_dataset
             probe = build_model(cfg.model, **kw)
             k = len(probe.anchors) if fam == 'clip' else sum(len(y['mask']) for y in probe.yolo_layers)
+            stride = getattr(probe, 'stride', 32) if fam == 'clip' else 32      # YOWO's anchors are in cells of its head
             del probe
             r = anchors_from_dataset(self.ds, k=k, kind='yowo' if fam == 'clip' else 'yolov3', input_size=tuple(cfg.input_size),
-                                     seed=cfg.seed, split=self.split)
+                                     seed=cfg.seed, split=self.split, stride=stride)
             kw['anchors'] = np.asarray(r['anchors'], float).round(4).tolist()
         return build_model(cfg.model, **kw)
 

@@ -114,6 +114,7 @@ class SynthConfig(Config):
     jitter: float = 0.0           # camera shake (pixels, per frame)
     lookalikes: int = 6           # how many look-alike pairs stay identical frame by frame (the rest get a visual cue)
     hand_scale: float = 1.0       # size of hands, tools, items and operated displays relative to the frame (a closer camera)
+    carry: bool = False           # a look-alike pair's tool/item is carried in before its put-down and out after its pick-up
     noise: float = 6.0            # sensor noise σ (grey levels)
     flicker: float = 0.04         # lighting flicker amplitude (relative)
     label_noise: float = 0.0      # fraction of action clips given a wrong class (the true class is kept in meta)
@@ -179,6 +180,8 @@ def _lanes(cfg: SynthConfig) -> tuple:
     "Where each worker's and each occluder's arm enters the frame (x in unit coordinates)."
     return ([0.5] if cfg.workers == 1 else np.linspace(0.3, 0.7, cfg.workers).tolist()), np.linspace(0.1, 0.9, cfg.occluders).tolist()
 
+_PICK_UPS, _PUT_DOWNS = {a for a, b in LOOKALIKE_PAIRS}, {b for a, b in LOOKALIKE_PAIRS}
+
 def _script(cfg: SynthConfig, n_frames: int, rng, acting: bool = True, lane: float = 0.5) -> list:
     "A list of spans covering `[0, n_frames)` for one hand: idle spells, transits and (if `acting`) actions."
     places, _ = _layout(cfg)
@@ -191,7 +194,7 @@ def _script(cfg: SynthConfig, n_frames: int, rng, acting: bool = True, lane: flo
     w = w / w.sum()
     fps, speed = cfg.fps, 0.35 * cfg.speed            # speed in frame widths per second
     rest = np.array([lane, places['rest'][1]])
-    t, pos, out = 0, rest.copy(), []
+    t, pos, out, held = 0, rest.copy(), [], (None, None)   # held: (tool, item) carried out of the last pick-up
     while t < n_frames:
         if acting:
             c = int(rng.choice(len(names), p=w))
@@ -208,9 +211,12 @@ def _script(cfg: SynthConfig, n_frames: int, rng, acting: bool = True, lane: flo
             n_act = int(n_act / (1 - pause[1]))
         n_go = int(np.linalg.norm(pa - pos) / speed * fps) + 1
         n_idle = int(rng.exponential(n_act * cfg.idle / max(1 - cfg.idle, 1e-3))) + 1 if acting else int(rng.integers(1, fps))
-        for sp in (_Span(t, t + n_idle, -1, pos, pos, osc=True), _Span(t + n_idle, t + n_idle + n_go, -1, pos, pa),
+        name = names[c] if c >= 0 else None
+        bring = (tool, item) if cfg.carry and name in _PUT_DOWNS else held       # a put-down's tool/item comes in with the hand
+        for sp in (_Span(t, t + n_idle, -1, pos, pos, *held, osc=True), _Span(t + n_idle, t + n_idle + n_go, -1, pos, pa, *bring),
                    _Span(t + n_idle + n_go, t + n_idle + n_go + n_act, c, pa, pb, tool, item, kind == 'at', pause, float(rng.uniform(0.6, 1.6)))):
             if sp.start < n_frames: sp.end = min(sp.end, n_frames); out.append(sp)
+        held = (tool, item) if cfg.carry and name in _PICK_UPS else (None, None)  # and a pick-up's leaves with it
         t, pos = t + n_idle + n_go + n_act, pb
     return out
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..boxes import box_iou, wh_iou, convert_boxes, nms
-from .darknet import Darknet, RegionLayer, YOLOV2_COCO_CFG, load_darknet_weights, scaled_cfg
+from .darknet import Darknet, RegionLayer, YOLOV2_COCO_CFG, darknet_yolov3_tiny, load_darknet_weights, scaled_cfg
 from .registry import register_model
 from .yolov3 import yolo_loss
 
@@ -91,7 +91,7 @@ _BN = nn.modules.batchnorm._BatchNorm
 
 class YOWO(nn.Module):
     "YOWO: Darknet-19 on the key frame + a 3D CNN on the clip, CFAM fusion, a YOLOv2 region head (raw output)."
-    stride = 32
+    stride = 32         # the 2D branch's finest head stride (32 for YOLOv2; set per instance)
 
     def __init__(self, num_classes: int = 24, backbone_3d='resnext101', anchors=UCF24_ANCHORS,
                  width_mult: float | None = None, backbone_2d: Darknet | None = None, cfam_channels: int = 1024,
@@ -108,7 +108,11 @@ class YOWO(nn.Module):
         self.backbone_3d_name = backbone_3d if isinstance(backbone_3d, str) else type(backbone_3d).__name__
         self.backbone_2d = backbone_2d if backbone_2d is not None else yowo_backbone_2d()
         self.backbone_3d = _backbone_3d(backbone_3d, width_mult) if isinstance(backbone_3d, str) else backbone_3d
-        c2d, c3d = self.backbone_2d._info[-1]['out'], self.backbone_3d.out_channels
+        heads = self.backbone_2d.head_convs
+        if not heads: raise ValueError("YOWO's 2D branch must be a Darknet detector (a cfg with [region] or [yolo] layers)")
+        # the 2D features are the detector's raw head outputs (YOWO takes YOLOv2's); several heads: resized to the finest
+        self.stride = int(min(self.backbone_2d._info[i]['stride'] for i in heads))
+        c2d, c3d = sum(self.backbone_2d._info[i]['out'] for i in heads), self.backbone_3d.out_channels
         self.cfam = CFAM(c3d + c2d, cfam_channels, cfam_channels)
         self.conv_final = nn.Conv2d(cfam_channels, len(a) * (5 + num_classes), 1, bias=False)
         self.register_buffer('anchors', a, persistent=False)
@@ -127,9 +131,12 @@ class YOWO(nn.Module):
                              f'got {list(clip.shape)}')
 
     def forward_features(self, clip: torch.Tensor) -> tuple:
-        "`(f3d, f2d)`: the 3D branch's `[B, C3, H/32, W/32]` and the 2D branch's `[B, 425, H/32, W/32]`."
+        "`(f3d, f2d)`: the 3D branch's `[B, C3, H/s, W/s]` and the 2D branch's `[B, C2, H/s, W/s]` (YOLOv2: 425, s = 32)."
         self.check_input(clip)
-        f2d = self.backbone_2d(clip[:, :, -1])[-1]
+        outs = self.backbone_2d(clip[:, :, -1])
+        size = max((o.shape[-2:] for o in outs), key=lambda s: s[0] * s[1])
+        f2d = outs[0] if len(outs) == 1 else torch.cat([o if o.shape[-2:] == size else F.interpolate(o, size=size, mode='nearest')
+                                                        for o in outs], 1)
         if self.clip_scale != 1:          # the 3D branch on a smaller clip (area-averaged), its map resized back
             T, H, W = clip.shape[2:]
             clip = F.interpolate(clip, size=(T, max(32, round(H * self.clip_scale)), max(32, round(W * self.clip_scale))), mode='area')
@@ -137,7 +144,7 @@ class YOWO(nn.Module):
         if f3d.ndim == 5:
             if f3d.shape[2] != 1: raise ValueError(f'the 3D branch left {f3d.shape[2]} time steps; YOWO needs 1 (use another T)')
             f3d = f3d.squeeze(2)
-        if self.clip_scale != 1: f3d = F.interpolate(f3d, size=f2d.shape[-2:], mode='bilinear', align_corners=False)
+        if self.clip_scale != 1 or self.stride != 32: f3d = F.interpolate(f3d, size=f2d.shape[-2:], mode='bilinear', align_corners=False)
         if f3d.shape[-2:] != f2d.shape[-2:]:
             raise ValueError(f'the 3D branch gives a {tuple(f3d.shape[-2:])} map, the 2D branch {tuple(f2d.shape[-2:])}')
         return f3d, f2d
@@ -277,8 +284,9 @@ YOWO.decode, YOWO.loss = _decode, _loss
 def _in_scope(name: str, keep) -> bool:
     return any(name == k or name.startswith(k + '.') for k in keep)
 
-def _freeze(self, backbone_2d: bool = True, backbone_3d: bool = True, keep_2d=(29, 30), keep_3d=('layer4',)):
-    "Freeze the 2D and/or 3D branch except `keep_2d` (module indices) / `keep_3d` (name prefixes): no grad, BN fixed."
+def _freeze(self, backbone_2d: bool = True, backbone_3d: bool = True, keep_2d=None, keep_3d=('layer4',)):
+    "Freeze the 2D and/or 3D branch except `keep_2d` (module indices; YOLOv2: 29, 30 as YOWO, else the head convolutions) / `keep_3d` (name prefixes): no grad, BN fixed."
+    if keep_2d is None: keep_2d = (29, 30) if self.backbone_2d.region_layers else tuple(self.backbone_2d.head_convs)
     self.unfreeze()
     scopes = []
     if backbone_2d: scopes.append(('backbone_2d', self.backbone_2d, [f'module_list.{k}' if isinstance(k, int) else str(k) for k in keep_2d]))
@@ -414,9 +422,11 @@ def load_yowo_checkpoint(path, num_classes: int | None = None, reinit_head: bool
 @register_model(family='clip')
 def yowo(num_classes: int = 24, backbone_3d: str = 'resnext101', width_mult: float | None = None, anchors=None,
          T: int = 16, width_2d: float = 1.0, cfam_channels: int = 1024, coord_scale: float = 1.0, clip_scale: float = 1.0,
-         loss: str = 'region') -> YOWO:
-    "YOWO: Darknet-19 (key frame) + 3D `backbone_3d` (clip, resized by `clip_scale`) + CFAM + region head (YOWO's loss, or `loss='modern'`); UCF101-24 anchors unless `anchors`."
-    b2d = yowo_backbone_2d(scaled_cfg(YOLOV2_COCO_CFG, width_2d)) if width_2d != 1.0 else None
+         loss: str = 'region', backbone_2d: str = 'yolov2') -> YOWO:
+    "YOWO: 2D detector `backbone_2d` (key frame) + 3D `backbone_3d` (clip, resized by `clip_scale`) + CFAM + region head (YOWO's loss, or `loss='modern'`); UCF101-24 anchors unless `anchors`."
+    if backbone_2d == 'yolov2': b2d = yowo_backbone_2d(scaled_cfg(YOLOV2_COCO_CFG, width_2d)) if width_2d != 1.0 else None
+    elif backbone_2d == 'yolov3_tiny': b2d = darknet_yolov3_tiny(num_classes, width_2d)   # the frame baseline's network
+    else: raise ValueError(f"backbone_2d must be 'yolov2' (YOWO's Darknet-19) or 'yolov3_tiny', got {backbone_2d!r}")
     kw = dict(coord_scale=coord_scale) if coord_scale != 1.0 else {}       # YOWO's ucf24.yaml: 1
     return YOWO(num_classes, backbone_3d, anchors if anchors is not None else UCF24_ANCHORS, width_mult, backbone_2d=b2d,
                 cfam_channels=cfam_channels, clip_length=T, clip_scale=clip_scale, loss=loss, **kw)
