@@ -263,10 +263,10 @@ def _background(cfg: SynthConfig, rng=None):
 def _draw_hand(img, P0, hand, tool, item, W, H, cue=False):
     cv2.line(img, P0, hand, (70, 90, 140), max(2, W // 40))            # sleeve
     r = max(2, W // 64)
-    if tool == 'tongs':
-        tip = (hand[0], hand[1] + 3 * r)
-        cv2.line(img, (hand[0] - r // 2, hand[1]), (tip[0] - 1, tip[1]), (200, 200, 200), 1)
-        cv2.line(img, (hand[0] + r // 2, hand[1]), (tip[0] + 1, tip[1]), (200, 200, 200), 1)
+    if tool == 'tongs':                                                 # arms as thick as the camera is close (1 px at the default)
+        tip, th = (hand[0], hand[1] + 3 * r), max(1, r // 3)
+        cv2.line(img, (hand[0] - r // 2, hand[1]), (tip[0] - 1, tip[1]), (200, 200, 200), th)
+        cv2.line(img, (hand[0] + r // 2, hand[1]), (tip[0] + 1, tip[1]), (200, 200, 200), th)
     if item is not None:
         cv2.circle(img, (hand[0] + r, hand[1] + r), max(2, r * 2 // 3), _ITEM_COLORS[item], -1)
     if cue: cv2.circle(img, hand, r + 2, (255, 0, 255), 1)
