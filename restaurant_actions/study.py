@@ -22,8 +22,8 @@ from .train import Trainer, TrainConfig
 
 # %% auto #0
 __all__ = ['prepare_data', 'experiment_data', 'top_classes', 'train_config', 'subset_ap', 'pair_confusion', 'score',
-           'run_variant', 'find_variant', 'load_results', 'study_numbers', 'pretrain_frame', 'baseline_config',
-           'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief']
+           'run_variant', 'find_variant', 'load_results', 'study_numbers', 'pretrain_frame', 'pretrained_frame',
+           'baseline_config', 'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief']
 
 # %% ../nbs/24_study.ipynb #10ef86da
 def prepare_data(folder, input_size, progress: bool = False) -> tuple:
@@ -192,10 +192,13 @@ def pretrain_frame(exp: Experiment, seed: int = 0, progress: bool = True) -> dic
     return run_variant(exp, 'yolo_pretrained', cfg, _pretrain_data(exp, progress), progress=progress,
                        label=f"frame {p.frame_model['model']} pretrained on scene {p.pretrain_scene}")
 
+def pretrained_frame(exp: Experiment, seed: int = 0, init_checkpoint=None, progress: bool = True) -> Path:
+    "Checkpoint of the pretrained frame detector: `init_checkpoint`, else 01's run, else `pretrain_frame` here."
+    return upstream(exp, '01_pretrain', 'yolo_pretrained', lambda: pretrain_frame(exp, seed, progress), init_checkpoint)
+
 def baseline_config(exp: Experiment, classes: list, seed: int = 0, init_checkpoint=None) -> TrainConfig:
-    "The frame baseline's configuration: it starts from `init_checkpoint`, else from the pretrained frame detector (01's run, or trained here)."
-    ck = upstream(exp, '01_pretrain', 'yolo_pretrained', lambda: pretrain_frame(exp, seed), init_checkpoint)
-    return train_config(exp.profile, 'frame', classes, seed, init=str(ck))
+    "The frame baseline's configuration: it starts from `init_checkpoint`, else from the pretrained frame detector."
+    return train_config(exp.profile, 'frame', classes, seed, init=str(pretrained_frame(exp, seed, init_checkpoint)))
 
 def yowo_2d_is_frame_model(p: Profile) -> bool:
     "Whether the profile's YOWO has the frame detector's network as its 2D branch (then it starts from its pretraining)."
@@ -207,8 +210,7 @@ def pretrain_yowo(exp: Experiment, seed: int = 0, progress: bool = True, frame_c
     p = exp.profile
     over = {}
     if yowo_2d_is_frame_model(p):     # as YOWO's COCO-trained 2D branch: the pretrained frame detector, kept fixed
-        ck = upstream(exp, '01_pretrain', 'yolo_pretrained', lambda: pretrain_frame(exp, seed, progress), frame_checkpoint)
-        over = dict(init=str(ck), freeze=dict(backbone_2d=True, backbone_3d=False))
+        over = dict(init=str(pretrained_frame(exp, seed, frame_checkpoint, progress)), freeze=dict(backbone_2d=True, backbone_3d=False))
     cfg = train_config(p, 'yowo', top_classes(load_dataset(exp.data_dir), 24), seed, steps=p.pretrain_steps, anchors='default', **over)
     return run_variant(exp, 'yowo_pretrained', cfg, _pretrain_data(exp, progress), progress=progress,
                        label=f'YOWO ({p.backbones[-1]}) pretrained on scene {p.pretrain_scene}')

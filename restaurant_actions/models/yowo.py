@@ -91,7 +91,6 @@ _BN = nn.modules.batchnorm._BatchNorm
 
 class YOWO(nn.Module):
     "YOWO: Darknet-19 on the key frame + a 3D CNN on the clip, CFAM fusion, a YOLOv2 region head (raw output)."
-    stride = 32         # the 2D branch's finest head stride (32 for YOLOv2; set per instance)
 
     def __init__(self, num_classes: int = 24, backbone_3d='resnext101', anchors=UCF24_ANCHORS,
                  width_mult: float | None = None, backbone_2d: Darknet | None = None, cfam_channels: int = 1024,
@@ -110,7 +109,8 @@ class YOWO(nn.Module):
         self.backbone_3d = _backbone_3d(backbone_3d, width_mult) if isinstance(backbone_3d, str) else backbone_3d
         heads = self.backbone_2d.head_convs
         if not heads: raise ValueError("YOWO's 2D branch must be a Darknet detector (a cfg with [region] or [yolo] layers)")
-        # the 2D features are the detector's raw head outputs (YOWO takes YOLOv2's); several heads: resized to the finest
+        # the 2D features are the detector's raw head outputs (YOWO takes YOLOv2's); several heads: resized to the finest,
+        # whose stride is YOWO's (32 for YOLOv2)
         self.stride = int(min(self.backbone_2d._info[i]['stride'] for i in heads))
         c2d, c3d = sum(self.backbone_2d._info[i]['out'] for i in heads), self.backbone_3d.out_channels
         self.cfam = CFAM(c3d + c2d, cfam_channels, cfam_channels)
