@@ -8,10 +8,17 @@ import hashlib, json, time
 from pathlib import Path
 
 import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torchvision.ops import roi_align
 
 from .boxes import box_iou
 from .core import ConfigError, data_dir, get_logger, project_root, runs_dir, save_json
 from .data.annotations import Dataset, load_dataset, top_k_classes
+from .data.datasets import ClipDataset, collate_detections
 from .data.splits import Split, block_split
 from .data.synthetic import LOOKALIKE_PAIRS, OBJECT_DEFINED
 from .data.video import FrameCache
@@ -21,9 +28,10 @@ from .metrics import bootstrap_ci, frame_ap, yowo_frame_measures
 from .train import Trainer, TrainConfig
 
 # %% auto #0
-__all__ = ['prepare_data', 'experiment_data', 'top_classes', 'train_config', 'subset_ap', 'pair_confusion', 'score',
-           'run_variant', 'find_variant', 'load_results', 'study_numbers', 'pretrain_frame', 'pretrained_frame',
-           'baseline_config', 'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief']
+__all__ = ['PROBE_FEATURES', 'prepare_data', 'experiment_data', 'top_classes', 'train_config', 'subset_ap', 'pair_confusion',
+           'score', 'run_variant', 'find_variant', 'load_results', 'study_numbers', 'pretrain_frame',
+           'pretrained_frame', 'baseline_config', 'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief',
+           'scored_pairs', 'pair_probe']
 
 # %% ../nbs/24_study.ipynb #10ef86da
 def prepare_data(folder, input_size, progress: bool = False) -> tuple:
@@ -103,7 +111,7 @@ def score(res: dict, names: list, top5: list, top24: list, frame_width: float, b
     "The report's numbers from `evaluate(..., raw=True)` of a model whose class ids index `names`."
     raw, idx = res['raw'], {c: i for i, c in enumerate(names)}
     ids = lambda cs: [idx[c] for c in cs if c in idx]
-    pairs = [c for p in LOOKALIKE_PAIRS if all(c in idx for c in p) for c in p]   # a pair whose partner is not a class is no look-alike
+    pairs = [c for p in scored_pairs(idx) for c in p]
     groups = dict(top5=ids(top5), top24=ids(top24), pairs=ids(pairs), object_defined=ids(OBJECT_DEFINED))
     per, memo = _by_video(raw), {}
     def aps(units):
@@ -229,3 +237,55 @@ def brief(m: dict) -> dict:
                 localization_recall=m['top5_measures']['localization_recall'],
                 classification_accuracy=m['top5_measures']['classification_accuracy'], steps=m['steps'],
                 train_seconds=m['train_seconds'], first_loss=m['first_loss'], last_loss=m['last_loss'])
+
+# %% ../nbs/24_study.ipynb #4c1363a7
+PROBE_FEATURES = ('clip pixels', 'key-frame pixels', '3D branch', '2D branch', 'fused')
+
+def scored_pairs(names) -> list:
+    "The look-alike pairs `(a, b)` whose both partners are among `names` (a pair whose partner is not a class is no look-alike)."
+    return [p for p in LOOKALIKE_PAIRS if all(c in names for c in p)]
+
+def _pair_features(data: tuple, part: str, ids: tuple, T: int, d: int, model=None, crop: int = 8, batch: int = 32) -> tuple:
+    "`({feature: [N, D]}, y [N])` for the true boxes of classes `ids` on the key frames of `part` (y = 1 for `ids[1]`)."
+    ds, cache, split = data
+    cd = ClipDataset(ds, cache, split, part, T=T, d=d, negatives=False)
+    keep = [i for i, (vi, f) in enumerate(cd.keys) if np.isin(cd.labels(ds.videos[int(vi)].id, int(f))[1], ids).any()]
+    feats, ys = {k: [] for k in PROBE_FEATURES}, []
+    dev = next(model.parameters()).device if model is not None else 'cpu'
+    for j in range(0, len(keep), batch):
+        b = collate_detections([cd[i] for i in keep[j:j + batch]])
+        maps = {}
+        if model is not None:
+            with torch.inference_mode():
+                f3, f2 = model.forward_features(b['clip'].to(dev))
+                maps = {'3D branch': f3, '2D branch': f2, 'fused': model.cfam(torch.cat([f3, f2], 1))}
+        for k, (boxes, classes) in enumerate(zip(b['boxes'], b['classes'])):
+            sel = np.isin(classes.numpy(), ids)
+            if not sel.any(): continue
+            bx = boxes[sel]
+            c, h = (bx[:, :2] + bx[:, 2:]) / 2, (bx[:, 2:] - bx[:, :2]).max(1).values    # centre, half the square's side
+            frames = b['clip'][k].permute(1, 0, 2, 3).float()                          # [T, 3, H, W]
+            t = torch.arange(len(frames), dtype=torch.float32)[:, None]
+            px = torch.stack([roi_align(frames, torch.cat([t, torch.cat([q - s, q + s]).expand(len(frames), 4)], 1), crop, aligned=True)
+                              for q, s in zip(c, h)])                                   # [n, T, 3, crop, crop]
+            feats['clip pixels'] += list(px.flatten(1).numpy()); feats['key-frame pixels'] += list(px[:, -1].flatten(1).numpy())
+            for name, m in maps.items():
+                gx = (c[:, 0] / model.stride).long().clamp(0, m.shape[-1] - 1)
+                gy = (c[:, 1] / model.stride).long().clamp(0, m.shape[-2] - 1)
+                feats[name] += list(m[k][:, gy, gx].T.float().cpu().numpy())
+            ys += (classes[sel] == ids[1]).long().tolist()
+    return {k: np.array(v) for k, v in feats.items() if v}, np.array(ys, np.int64)
+
+def pair_probe(data: tuple, pairs: list, T: int, d: int = 1, model=None, C: float = 0.1) -> dict:
+    "Per pair `(a, b)` of class names: box counts and the held-out ROC AUC of a linear probe on each feature (None: too few boxes)."
+    ds, out = data[0], {}
+    for a, b in pairs:
+        ids = (ds.classes.index(a), ds.classes.index(b))
+        (Xtr, ytr), (Xte, yte) = (_pair_features(data, p, ids, T, d, model) for p in ('train', 'test'))
+        r = dict(classes=[a, b], n_train=np.bincount(ytr, minlength=2).tolist(), n_test=np.bincount(yte, minlength=2).tolist())
+        ok = min(r['n_train']) >= 2 and min(r['n_test']) >= 1
+        probe = lambda k: make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000)).fit(Xtr[k], ytr)
+        r['auc'] = {k: float(roc_auc_score(yte, probe(k).decision_function(Xte[k]))) if ok else None for k in Xtr}
+        out[f'{a} / {b}'] = r
+    return out
+
