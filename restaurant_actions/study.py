@@ -57,7 +57,7 @@ def train_config(profile: Profile, role: str, classes: list, seed: int = 0, **ov
     "The `TrainConfig` of `role` ('frame', 'sequence', 'yowo') under `profile`; `over` replaces fields."
     p = profile
     common = dict(input_size=list(p.input_size), steps=p.steps, batch_size=p.batch_size, lr=p.lr, warmup=p.warmup,
-                  eval_stride=p.eval_stride, amp=p.amp, device=p.device, seed=seed, classes=list(classes),
+                  eval_stride=p.eval_stride, amp=p.amp, device=p.device, seed=seed, classes=list(classes), augment=p.augment,
                   checkpoint_every=max(10, p.steps // 4))
     if role == 'frame':
         kw = dict(p.frame_model); cfg = dict(model=kw.pop('model'), model_kwargs=kw, T=1)

@@ -5,7 +5,7 @@
 # %% ../nbs/21_train.ipynb #a52cce86
 from __future__ import annotations
 import math, os, random, time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,7 @@ class TrainConfig(Config):
     clip_grad: float = 10.0         # max gradient norm (0: no clipping)
     amp: str = 'none'               # 'none', 'auto', 'bf16' or 'fp16'
     ema: float = 0.0                # EMA decay of the weights (0: off)
-    augment: bool = True
+    augment: bool | dict = True     # False: none; a dict: `ClipAugment` fields (e.g. `dict(jitter=0, flip=0)`: colour only)
     negatives: bool = True          # frame/clip models also learn from annotated frames without an action
     clip_pad: int = 30              # sequence models: hybrid-shuffling clips (chapter 06)
     clip_min: int = 60
@@ -81,6 +81,10 @@ class TrainConfig(Config):
         if self.amp not in ('none', 'auto', 'bf16', 'fp16'): bad('amp', "'none', 'auto', 'bf16' or 'fp16'")
         if self.anchors not in ('custom', 'default'): bad('anchors', "'custom' or 'default'")
         if not 0 <= self.ema < 1: bad('ema', 'a decay in [0, 1)')
+        if isinstance(self.augment, dict):
+            unknown = sorted(set(self.augment) - {f.name for f in fields(ClipAugment)})
+            if unknown: bad('augment', f'unknown ClipAugment field(s) {unknown}')
+        elif not isinstance(self.augment, bool): bad('augment', 'True, False or a dict of ClipAugment fields')
         if self.batch_size % self.accumulate: bad('batch_size', f'must be a multiple of accumulate={self.accumulate}')
         return self
 
@@ -140,7 +144,7 @@ class TrainData:
     def __init__(self, family: str, ds: Dataset, cache: FrameCache, split: Split | None, cfg: TrainConfig,
                  class_map: dict | None, rank: int = 0, world: int = 1):
         self.family, self.cfg, self.rank, self.world = family, cfg, rank, world
-        aug = ClipAugment() if cfg.augment else None
+        aug = ClipAugment(**cfg.augment) if isinstance(cfg.augment, dict) else ClipAugment() if cfg.augment else None
         micro = cfg.batch_size // cfg.accumulate
         if micro % world: raise ConfigError(f'TrainConfig.batch_size: {cfg.batch_size} / accumulate {cfg.accumulate} = {micro} '
                                             f'does not split over {world} processes')
