@@ -19,7 +19,7 @@ from .metrics import frame_ap, yowo_frame_measures
 __all__ = ['evaluate']
 
 # %% ../nbs/20a_evaluate.ipynb #010dbb5d
-def _sequence_frames(model, data: FrameDataset, T: int, progress: bool, frame_step: int = 1):
+def _sequence_frames(model, data: FrameDataset, T: int, progress: bool, frame_step: int = 1, **decode):
     "Yield `(video index, frame, detections)` of the key frames, running a sequence model over every frame of each contiguous run of the part, in order."
     if frame_step < 1: raise ValueError(f'frame_step={frame_step} must be >= 1')
     for vi in np.unique(data.keys[:, 0]):
@@ -36,25 +36,26 @@ def _sequence_frames(model, data: FrameDataset, T: int, progress: bool, frame_st
                     sel = np.flatnonzero(np.isin(idx, keys))   # decode only the key frames
                     if not len(sel): continue
                     raw = [r[sel] for r in raw] if isinstance(raw, (list, tuple)) else raw[sel]
-                    for f, d in zip(idx[sel], model.decode(raw)): yield int(vi), int(f), d
+                    for f, d in zip(idx[sel], model.decode(raw, **decode)): yield int(vi), int(f), d
 
 def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, part: str = 'test', every: int = 1,
              batch_size: int = 8, conf_thresh: float = 0.005, class_map: dict | None = None, T: int | None = None,
-             progress: bool = True, raw: bool = False, frame_step: int | None = None) -> dict:
-    "Frame-mAP, per-class AP and YOWO's measures of `model` on the key frames of `part` (pixels of the cache size)."
+             progress: bool = True, raw: bool = False, frame_step: int | None = None, multi_label: bool = False) -> dict:
+    "Frame-mAP, per-class AP and YOWO's measures of `model` on the key frames of `part` (pixels of the cache size); `multi_label`: a box counts once per class (per-class scoring), not only for its best class."
     family = (getattr(model, 'spec', None) or {}).get('family', 'frame')
     T = T or (getattr(model, 'spec', {}) or {}).get('kwargs', {}).get('T') or 16
     frame_step = frame_step or (getattr(model, 'spec', {}) or {}).get('frame_step') or 1   # the trained spacing (sequence; clip: its rate d)
     kw = dict(every=every, class_map=class_map)
     data = ClipDataset(ds, cache, split, part, T=T, d=frame_step, **kw) if family == 'clip' else FrameDataset(ds, cache, split, part, **kw)
+    per_class = dict(multi_label=True) if multi_label else {}     # only asked of models that are asked for it
     was = model.training; model.eval()
     dets = []
     with torch.inference_mode():
-        if family == 'sequence': dets = list(_sequence_frames(model, data, T if T else 8, progress, frame_step))
+        if family == 'sequence': dets = list(_sequence_frames(model, data, T if T else 8, progress, frame_step, **per_class))
         else:
             key = 'clip' if family == 'clip' else 'image'
             for b in tqdm(DataLoader(data, batch_size, collate_fn=collate_detections), desc='evaluate', disable=not progress):
-                for v, f, d in zip(b['video'], b['frame'], model.decode(model(b[key]), conf_thresh=conf_thresh)):
+                for v, f, d in zip(b['video'], b['frame'], model.decode(model(b[key]), conf_thresh=conf_thresh, **per_class)):
                     dets.append((next(i for i, x in enumerate(ds.videos) if x.id == v), int(f), d))
     model.train(was)
     vids = {v.id: i for i, v in enumerate(ds.videos)}

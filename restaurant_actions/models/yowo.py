@@ -187,8 +187,8 @@ def decode_region(raw: torch.Tensor, anchors, num_classes: int, stride: float = 
     return boxes, p[..., 4].sigmoid().reshape(B, -1), cls.reshape(B, -1, num_classes)
 
 def region_postprocess(boxes, obj, cls, conf_thresh: float = 0.005, nms_iou: float = 0.4, max_det: int | None = None,
-                       input_size: tuple | None = None) -> list:
-    "YOWO's post-processing per image: keep `obj·max cls > conf_thresh`, class-agnostic NMS by objectness."
+                       input_size: tuple | None = None, multi_label: bool = False) -> list:
+    "YOWO's post-processing per image: keep `obj·max cls > conf_thresh`, class-agnostic NMS by objectness; `multi_label`: a kept box once per class with `obj·cls > conf_thresh`."
     res = []
     for b, o, c in zip(boxes, obj, cls):
         cmax, cid = c.max(-1)
@@ -198,7 +198,10 @@ def region_postprocess(boxes, obj, cls, conf_thresh: float = 0.005, nms_iou: flo
         if input_size is not None:
             w, h = input_size
             bb = torch.stack([bb[:, 0].clamp(0, w), bb[:, 1].clamp(0, h), bb[:, 2].clamp(0, w), bb[:, 3].clamp(0, h)], 1)
-        res.append(dict(boxes=bb, scores=o[keep] * cmax[keep], classes=cid[keep], obj=o[keep], class_probs=c[keep]))
+        if multi_label:                   # per-class scoring (COCO-style toolkits): every class of a kept box above the threshold
+            r, k = (o[keep, None] * c[keep] > conf_thresh).nonzero(as_tuple=True)
+            res.append(dict(boxes=bb[r], scores=o[keep][r] * c[keep][r, k], classes=k, obj=o[keep][r], class_probs=c[keep][r]))
+        else: res.append(dict(boxes=bb, scores=o[keep] * cmax[keep], classes=cid[keep], obj=o[keep], class_probs=c[keep]))
     return res
 
 # %% ../../nbs/15_yowo.ipynb #d037f0ed
@@ -265,11 +268,11 @@ def region_loss(raw: torch.Tensor, targets: torch.Tensor, anchors, num_classes: 
 
 # %% ../../nbs/15_yowo.ipynb #a327cb74
 def _decode(self, raw: torch.Tensor, conf_thresh: float = 0.005, nms_iou: float = 0.4, max_det: int | None = None,
-            clip: bool = False) -> list:
+            clip: bool = False, multi_label: bool = False) -> list:
     "Per key frame `dict(boxes [n,4] xyxy pixels, scores, classes, obj, class_probs)` — YOWO's post-processing."
     boxes, obj, cls = decode_region(raw, self.anchors, self.num_classes, self.stride, sigmoid_classes=self.loss_variant == 'modern')
     size = (raw.shape[3] * self.stride, raw.shape[2] * self.stride) if clip else None
-    return region_postprocess(boxes, obj, cls, conf_thresh, nms_iou, max_det, size)
+    return region_postprocess(boxes, obj, cls, conf_thresh, nms_iou, max_det, size, multi_label)
 
 def _loss(self, raw: torch.Tensor, targets: torch.Tensor) -> tuple:
     "`(loss, parts)` of YOWO's region loss (or the modern one) for `targets` `[N,6]` (sample, class, x1, y1, x2, y2) in input pixels."
