@@ -159,15 +159,11 @@ def run_variant(exp: Experiment, variant: str, cfg: TrainConfig, data: tuple, la
     tr = Trainer(cfg, ds, cache, split, out, name=variant, progress=progress)
     s = tr.fit(resume=True)
     train_s = time.perf_counter() - t0
-    res = evaluate(tr.eval_model(), ds, cache, split, 'test', every=cfg.eval_stride, class_map=tr.class_map, T=cfg.T,
-                   progress=False, raw=True)
     names = tr.model.spec['classes']
-    m = score(res, names, top_classes(ds, 5), top_classes(ds, 24), frame_width=cache.size[0],
-              bootstrap=exp.profile.bootstrap, seed=cfg.seed)
-    # the same groups scored per class (a box counts once per class, as COCO-style toolkits score; YOWO's files use its best class)
-    res = evaluate(tr.eval_model(), ds, cache, split, 'test', every=cfg.eval_stride, class_map=tr.class_map, T=cfg.T,
-                   progress=False, raw=True, multi_label=True)
-    pc = score(res, names, top_classes(ds, 5), top_classes(ds, 24), frame_width=cache.size[0], bootstrap=exp.profile.bootstrap, seed=cfg.seed)
+    # scored as YOWO's files are (each box its best class), and per class (a box once per class, as COCO-style toolkits score)
+    m, pc = (score(evaluate(tr.eval_model(), ds, cache, split, 'test', every=cfg.eval_stride, class_map=tr.class_map, T=cfg.T,
+                            progress=False, raw=True, multi_label=ml), names, top_classes(ds, 5), top_classes(ds, 24),
+                   frame_width=cache.size[0], bootstrap=exp.profile.bootstrap, seed=cfg.seed) for ml in (False, True))
     m['per_class'] = {g: pc[g] for g in ('top5', 'top24', 'pairs', 'object_defined')} | dict(AP=pc['AP'])
     m.update(variant=variant, label=label or variant, model=cfg.model, config=cfg.to_dict(), steps=s['steps'],
              skipped=s['skipped'], trainable=s['trainable'], frozen=s['frozen'], init=s['init'], train_seconds=round(train_s, 1),
