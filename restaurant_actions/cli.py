@@ -32,7 +32,7 @@ def _size(s: str) -> tuple:
     return (w, h)
 
 # %% ../nbs/30_cli.ipynb #517926a8
-_SYNTH_KNOBS = ('minutes', 'seed', 'fps', 'size', 'views', 'classes', 'imbalance', 'workers', 'idle', 'segment_minutes',
+_SYNTH_KNOBS = ('minutes', 'seed', 'fps', 'size', 'views', 'classes', 'imbalance', 'paired', 'workers', 'idle', 'segment_minutes',
                 'scene', 'speed', 'pauses', 'clutter', 'occluders', 'jitter', 'lookalikes', 'noise', 'flicker', 'label_noise')
 
 def cmd_synth(a) -> int:
@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--views', type=int, help='camera views of the same counter')
     s.add_argument('--classes', type=int, help='number of action classes used (most frequent first)')
     s.add_argument('--imbalance', type=float, help='Zipf exponent of class frequencies (0: balanced)')
+    s.add_argument('--unpaired', dest='paired', action='store_const', const=False,
+                   help="a look-alike pair's put-down keeps its own rank's frequency (default: as frequent as its pick-up)")
     s.add_argument('--workers', type=int); s.add_argument('--idle', type=float, help='target fraction of frames without action')
     s.add_argument('--segment-minutes', type=float, help='length of each video file')
     s.add_argument('--scene', type=int, help='another scene = another restaurant (layout, colours, cameras)')

@@ -101,6 +101,7 @@ class SynthConfig(Config):
     views: int = 2
     classes: int = 45             # the first `classes` names of the frequency ranking are used
     imbalance: float = 1.1        # Zipf exponent of the class frequencies (0: balanced)
+    paired: bool = True           # a look-alike pair's put-down is as frequent as its pick-up (what is picked up is put back)
     only: typing.Optional[list[str]] = None   # render only these action names (the class list stays `classes`)
     workers: int = 2
     idle: float = 0.5             # target fraction of frames without any action
@@ -182,11 +183,19 @@ def _lanes(cfg: SynthConfig) -> tuple:
 
 _PICK_UPS, _PUT_DOWNS = {a for a, b in LOOKALIKE_PAIRS}, {b for a, b in LOOKALIKE_PAIRS}
 
+def _class_weights(cfg: SynthConfig, names: list) -> np.ndarray:
+    "Unnormalised class frequencies: Zipf `1/rank^imbalance`; with `paired`, a put-down takes its pick-up's weight."
+    w = 1.0 / np.arange(1, len(names) + 1) ** cfg.imbalance
+    if cfg.paired:
+        for a, b in LOOKALIKE_PAIRS:
+            if a in names and b in names: w[names.index(b)] = w[names.index(a)]
+    return w
+
 def _script(cfg: SynthConfig, n_frames: int, rng, acting: bool = True, lane: float = 0.5) -> list:
     "A list of spans covering `[0, n_frames)` for one hand: idle spells, transits and (if `acting`) actions."
     places, _ = _layout(cfg)
     names = class_ranking(cfg.classes)
-    w = 1.0 / np.arange(1, len(names) + 1) ** cfg.imbalance
+    w = _class_weights(cfg, names)
     if cfg.only is not None:
         unknown = sorted(set(cfg.only) - set(names))
         if unknown: raise ValueError(f'only: unknown or unused action names {unknown}')
