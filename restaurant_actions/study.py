@@ -220,7 +220,8 @@ def pretrain_yowo(exp: Experiment, seed: int = 0, progress: bool = True, frame_c
     over = {}
     if yowo_2d_is_frame_model(p):     # as YOWO's COCO-trained 2D branch: the pretrained frame detector, kept fixed
         over = dict(init=str(pretrained_frame(exp, seed, frame_checkpoint, progress)), freeze=dict(backbone_2d=True, backbone_3d=False))
-    cfg = train_config(p, 'yowo', top_classes(load_dataset(exp.data_dir), 24), seed, steps=p.pretrain_steps, anchors='default', **over)
+    cfg = train_config(p, 'yowo', top_classes(load_dataset(exp.data_dir), 24), seed, steps=p.yowo_pretrain_steps or p.pretrain_steps,
+                       anchors='default', **over)
     return run_variant(exp, 'yowo_pretrained', cfg, _pretrain_data(exp, progress), progress=progress,
                        label=f'YOWO ({p.backbones[-1]}) pretrained on scene {p.pretrain_scene}')
 
