@@ -4,7 +4,7 @@
 
 # %% ../nbs/23_experiments.ipynb #327c9426
 from __future__ import annotations
-import dataclasses, json, os, shutil, sys, tempfile, time, traceback
+import dataclasses, json, os, re, shutil, sys, tempfile, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,9 +147,14 @@ class Experiment:
         return self.out_dir/'metrics.json'
 
     def savefig(self, fig, name: str) -> Path:
-        "Save a matplotlib figure as `<out_dir>/<name>.png` (atomically)."
+        "Save a matplotlib figure as `<out_dir>/<name>.png` (atomically) and, in a Jupyter kernel, show it (the HTML pages embed it)."
         path = self.out_dir/f'{name}.png'
         with atomic_write(path, 'wb') as f: fig.savefig(f, format='png', dpi=110, bbox_inches='tight')
+        try: from IPython import get_ipython
+        except ImportError: return path
+        if getattr(get_ipython(), 'kernel', None) is not None:      # the notebooks draw with Agg: nothing is shown unless we show it
+            from IPython.display import Image, display
+            display(Image(data=path.read_bytes(), format='png'))
         return path
 
 def setup_experiment(name: str, profile: str = 'smoke', data_dir=None, out_dir=None, **params) -> Experiment:
@@ -182,10 +187,14 @@ def _write_index(out: Path, summary: dict):
     rows = ''.join(f"<tr><td><a href='{n}/{n}.html'>{n}</a></td><td>{s['status']}</td><td>{s.get('seconds', 0):.1f} s</td>"
                    f"<td>{(s.get('error') or '').splitlines()[0] if s.get('error') else ''}</td></tr>"
                    for n, s in summary['experiments'].items())
-    html = (f"<html><head><meta charset='utf-8'><title>restaurant_actions report ({summary['profile']})</title></head><body>"
-            f"<h1>restaurant_actions report — profile <code>{summary['profile']}</code></h1>"
-            f"<table border=1 cellpadding=4><tr><th>experiment</th><th>status</th><th>time</th><th>error</th></tr>{rows}</table>"
-            "</body></html>")
+    table = (f"<h1>restaurant_actions report — profile <code>{summary['profile']}</code></h1>"
+             f"<table border=1 cellpadding=4><tr><th>experiment</th><th>status</th><th>time</th><th>error</th></tr>{rows}</table>")
+    # the report itself is the last notebook (99_report): its page, figures embedded, under the table of runs
+    last = next(reversed(summary['experiments']), None)
+    page = out/last/f'{last}.html' if last and summary['experiments'][last]['status'] == 'ok' else None
+    body = re.search(r'<body[^>]*>', page.read_text(encoding='utf-8')) if page and page.exists() else None
+    html = (body.string[:body.end()] + table + body.string[body.end():] if body else
+            f"<html><head><meta charset='utf-8'><title>restaurant_actions report ({summary['profile']})</title></head><body>{table}</body></html>")
     with atomic_write(out/'report.html') as f: f.write(html)
 
 def run_report(profile: str = 'quick', out=None, notebooks=None, only: list | None = None, resume: bool = False,
