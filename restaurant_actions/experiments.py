@@ -63,7 +63,6 @@ PROFILES = {
                      # hands twice the default size: boxes of ~18×27 px at 128² (0.6–0.8 of YOWO's stride-32 cell;
                      # at the default they were 0.2–0.4 and YOWO could not localise them at IoU 0.5); 10 fps, so a
                      # 4-frame clip spans 0.4 s of motion; a flatter class distribution (Zipf 0.8) gives the rarer
-                     # top-24 classes and look-alike pairs enough clips to score
                      # top-24 classes and look-alike pairs enough clips to score (20 minutes would halve the intervals, but
                      # the same budget then did not learn the look-alikes' direction: YOWO's put-share 0.56 vs 0.52)
                      SynthConfig(minutes=10, fps=10, size=(320, 240), segment_minutes=1, seed=0, hand_scale=2.0, imbalance=0.8),
