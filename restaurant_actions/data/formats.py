@@ -6,6 +6,7 @@
 from __future__ import annotations
 import inspect, math, os, re, shutil, tempfile
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from xml.parsers import expat
 from xml.sax.saxutils import escape, quoteattr
@@ -410,6 +411,10 @@ class _El:
     def __init__(self, tag, attrs, line): self.tag, self.attrs, self.line, self.children, self.text = tag, attrs, line, [], ''
     def find(self, tag): return next((c for c in self.children if c.tag == tag), None)
     def findall(self, tag): return [c for c in self.children if c.tag == tag]
+    def value(self, tag, default=''):
+        "Stripped text of child `<tag>`, `default` when there is none."
+        c = self.find(tag)
+        return default if c is None else c.text.strip()
 
 def _parse_xml(path, p: Problems):
     "Root `_El` of an XML file, or None after recording the parse error (with its line) in `p`."
@@ -435,19 +440,110 @@ def _child_int(el: _El, tag: str, p: Problems, lo: int = 0):
     if c is None: p.add(el.line, f'<{el.tag}> has no <{tag}>'); return None
     return _int(c.text.strip(), f'<{tag}>', c.line, p, lo)
 
-def _track_frames(shapes: list, last: int) -> tuple:
-    "`(frames, boxes)` of a track's sorted `(frame, outside, box)` shapes, filled as CVAT interpolates them."
-    frames, boxes = [], []
+_NOT_BOX_LABELS = ('skeleton', 'points', 'polygon', 'polyline', 'ellipse', 'cuboid', 'cuboid_3d', 'mask', 'tag')
+
+@dataclass
+class _CvatTask:
+    "One CVAT task (or job) of a file: its frames in the source video and where its boxes land."
+    id: str; name: str; size: int; start: int; stop: int; step: int; width: int; height: int; source: str
+    mode: str = 'interpolation'; offset: int = 0; line: int = 0
+    def frames(self) -> np.ndarray: return np.arange(self.start, self.stop + 1, self.step)
+    def describe(self) -> str: return f'{self.start}..{self.stop}' + (f' step {self.step}' if self.step > 1 else '')
+
+def _frame_step(el: _El, p: Problems):
+    "The step of a `<frame_filter>` (`step=N`, CVAT's only filter; empty: 1), None after a problem."
+    c = el.find('frame_filter')
+    text = '' if c is None else c.text.strip()
+    if not text: return 1
+    if (m := re.fullmatch(r'step\s*=\s*([0-9]+)', text)) and int(m[1]) >= 1: return int(m[1])
+    p.add(c.line, f'unsupported <frame_filter> {text!r} (CVAT writes step=N, N >= 1)'); return None
+
+def _cvat_task(el: _El, size_el: _El | None, source: str, p: Problems) -> _CvatTask | None:
+    "The `_CvatTask` of a `<task>` or `<job>` element; `size_el` holds `<original_size>`."
+    size, step = _child_int(el, 'size', p, 1), _frame_step(el, p)
+    start = _int(el.value('start_frame', '0'), '<start_frame>', el.line, p, 0)
+    if size_el is None: p.add(el.line, f'<{el.tag}> has no <original_size> (the frame size; CVAT writes it for video tasks)'); return None
+    w, h = _child_int(size_el, 'width', p, 1), _child_int(size_el, 'height', p, 1)
+    if None in (size, step, start, w, h): return None
+    stop = start + (size - 1) * step
+    if el.find('stop_frame') is not None:
+        given = _int(el.value('stop_frame'), '<stop_frame>', el.find('stop_frame').line, p, start)
+        if given is None: return None
+        stop = min(stop, given - (given - start) % step)
+    return _CvatTask(el.value('id'), el.value('name'), size, start, stop, step, w, h, source, el.value('mode', 'interpolation'), line=el.line)
+
+def _cvat_labels(el: _El | None) -> list:
+    "`[(name, type, parent, line)]` of the `<label>`s of a `<labels>` element."
+    return [(l.value('name'), l.value('type'), l.value('parent'), l.line) for l in ([] if el is None else el.findall('label'))]
+
+def _cvat_meta(root: _El, p: Problems):
+    "`(kind, tasks, labels)` of a CVAT for video file: kind is 'task', 'job' or 'project'; None after a problem."
+    meta = root.find('meta')
+    if meta is None: p.add(root.line, 'missing <meta> (expected <meta><task>, <meta><job> or <meta><project>)'); return None
+    if (t := meta.find('task')) is not None:   # CVAT before 2.0 wrote <source> under <meta>, later inside <task>
+        src = t.value('source') or meta.value('source')
+        task = _cvat_task(t, t.find('original_size') or meta.find('original_size'), src, p)
+        return None if task is None else ('task', [task], _cvat_labels(t.find('labels')))
+    if (j := meta.find('job')) is not None:    # a job export: <original_size> sits under <meta>, there is no <source>
+        task = _cvat_task(j, j.find('original_size') or meta.find('original_size'), '', p)
+        return None if task is None else ('job', [task], _cvat_labels(j.find('labels')))
+    if (pr := meta.find('project')) is not None:
+        ts = pr.find('tasks')
+        tasks = [_cvat_task(t, t.find('original_size'), t.value('source'), p) for t in ([] if ts is None else ts.findall('task'))]
+        if not tasks: p.add(pr.line, '<project> has no <tasks><task>'); return None
+        if None in tasks: return None
+        off, subset = 0, None                  # CVAT numbers a project's frames per subset: each task after the first
+        for t, el in zip(tasks, ts.findall('task')):     # of a subset is shifted past the frames of those before it
+            if el.value('subset') != subset: off, subset = 0, el.value('subset')
+            t.offset, off = off, off + t.start + t.step * t.size
+        return 'project', tasks, _cvat_labels(pr.find('labels'))
+    p.add(meta.line, 'missing <meta><task>, <meta><job> or <meta><project>'); return None
+
+def _track_boxes(shapes: list, frames: np.ndarray, fill: bool) -> tuple:
+    """`(frames, boxes)` of a track's sorted `(frame, outside, box)` shapes over the task `frames`, as CVAT reads them:
+    with `fill`, a visible shape lasts until the next shape (its box moving linearly towards that shape's box, outside or
+    not) or to the end of the task; without it (annotation mode) each visible shape is its frame alone."""
+    fr, bx = [], []
     for k, (f, out, b) in enumerate(shapes):
         if out: continue
         nxt = shapes[k + 1] if k + 1 < len(shapes) else None
-        for g in range(f, nxt[0] if nxt else last + 1):
-            a = (g - f) / (nxt[0] - f) if nxt and not nxt[1] else 0.
-            frames.append(g); boxes.append([x + (y - x) * a for x, y in zip(b, nxt[2])] if a else b)
-    return frames, boxes
+        span = frames[(frames >= f) & (frames < (nxt[0] if nxt else frames[-1] + 1))] if fill else [f]
+        for g in span:
+            a = (g - f) / (nxt[0] - f) if nxt and g > f else 0.
+            fr.append(int(g)); bx.append([x + (y - x) * a for x, y in zip(b, nxt[2])] if a else list(b))
+    return fr, bx
 
-def _read_cvat_file(path: Path, fps: float, clip: bool, p: Problems):
-    "`(video, labels, [(label, actor, frames, boxes, line)])` of one CVAT for video 1.1 file, None if unusable."
+def _read_track(tr: _El, task: _CvatTask, clip: bool, p: Problems):
+    "`(frames, boxes)` of a box `<track>` (frames of the source video), None after a problem."
+    shapes, ok, tf = {}, True, task.frames()
+    for b in tr.children:
+        if b.tag != 'box': continue
+        miss = [k for k in ('frame', 'xtl', 'ytl', 'xbr', 'ybr') if k not in b.attrs]
+        if miss: p.add(b.line, f'<box> without {", ".join(miss)}'); ok = False; continue
+        f = _int(b.attrs['frame'], 'frame', b.line, p, 0)
+        out = b.attrs.get('outside', '0')
+        if out not in ('0', '1'): p.add(b.line, f'outside must be 0 or 1, got {out!r}'); ok = False
+        box = [_float(b.attrs[k], k, b.line, p) for k in ('xtl', 'ytl', 'xbr', 'ybr')]
+        if f is None or None in box or out not in ('0', '1'): ok = False; continue
+        g = f - task.offset
+        if not (task.start <= g <= task.stop and (g - task.start) % task.step == 0):
+            shift = f' (frame {g} of the task after the project offset {task.offset})' if task.offset else ''
+            p.add(b.line, f'frame {f} is not a frame of the task ({task.describe()}){shift}'); ok = False; continue
+        if g in shapes: p.add(b.line, f'second box for frame {f} in this track'); ok = False; continue
+        if out == '0' and (box := _check_box(box, (task.width, task.height), b.line, p, clip)) is None: ok = False; continue
+        shapes[g] = (g, out == '1', box)
+    return _track_boxes([shapes[g] for g in sorted(shapes)], tf, task.mode != 'annotation') if ok else None
+
+def _skipped_notice(path, skipped: Counter, labels: list) -> str:
+    "One line: which shapes and labels were left out of a CVAT file, and how many."
+    parts = [f"{n} <{shape}> track{'s' if n > 1 else ''} ({label})" for (shape, label), n in sorted(skipped.items())]
+    if labels: parts.append(f"label{'s' if len(labels) > 1 else ''} {', '.join(labels)} (not box labels)")
+    return f'{path}: skipped ' + '; '.join(parts) + ' — only box tracks become action tubes'
+
+_VIDEO_SUFFIXES = ('.mp4', '.avi', '.mkv', '.mov', '.webm', '.m4v', '.mpg', '.mpeg', '.ts')
+
+def _read_cvat_file(path: Path, clip: bool, p: Problems):
+    "`(tasks, labels, tracks, skipped)` of one CVAT for video 1.1 file (tracks: `[(task, label, actor, frames, boxes, line)]`), None if unusable."
     el = _parse_xml(path, p)
     if el is None: return None
     if el.tag != 'annotations': p.add(el.line, f'root element is <{el.tag}>, expected <annotations>'); return None
@@ -455,62 +551,77 @@ def _read_cvat_file(path: Path, fps: float, clip: bool, p: Problems):
     if ver is None or ver.text.strip() != '1.1':
         p.add(el.line if ver is None else ver.line, f'expected <version>1.1</version> (CVAT for video 1.1), got {None if ver is None else ver.text.strip()!r}')
     if imgs := el.findall('image'): p.add(imgs[0].line, 'this is a "CVAT for images" file; export the task as "CVAT for video 1.1"'); return None
-    meta = el.find('meta')
-    task = None if meta is None else (meta.find('task') or meta.find('job'))
-    if task is None: p.add(el.line, 'missing <meta><task>'); return None
-    size, osz = _child_int(task, 'size', p, 1), task.find('original_size')
-    if osz is None: p.add(task.line, '<task> has no <original_size>'); w = h = None
-    else: w, h = _child_int(osz, 'width', p, 1), _child_int(osz, 'height', p, 1)
-    lab = task.find('labels')
-    labels = [] if lab is None else [(l.find('name').text.strip() if l.find('name') is not None else '') for l in lab.findall('label')]
-    src = task.find('source')
-    if None in (size, w, h): return None
-    tracks = []
+    if (m := _cvat_meta(el, p)) is None: return None
+    kind, tasks, labels = m
+    declared, by_id = {n for n, *_ in labels}, {t.id: t for t in tasks}
+    tracks, skipped = [], Counter()
     for tr in el.findall('track'):
         label = tr.attrs.get('label')
         if label is None: p.add(tr.line, '<track> without label='); continue
-        if labels and label not in labels: p.add(tr.line, f'unknown label {label!r} (labels: {labels})'); continue
+        shapes = sorted({c.tag for c in tr.children} - {'attribute'})
+        if shapes != ['box']:
+            if 'box' in shapes: p.add(tr.line, f'a track mixes <box> with {", ".join(f"<{s}>" for s in shapes if s != "box")}')
+            elif shapes: skipped[(shapes[0], label)] += 1
+            continue
+        if declared and label not in declared: p.add(tr.line, f'unknown label {label!r} (labels: {sorted(declared)})'); continue
+        task = tasks[0]
+        if kind == 'project' and (task := by_id.get(tr.attrs.get('task_id'))) is None:
+            p.add(tr.line, f"task_id {tr.attrs.get('task_id')!r} is not the <id> of a task of the project ({', '.join(by_id)})"); continue
         actor = _int(tr.attrs['group_id'], 'group_id', tr.line, p) if 'group_id' in tr.attrs else 0
-        shapes, ok = {}, actor is not None
-        for b in tr.children:
-            if b.tag != 'box': p.add(b.line, f'<{b.tag}> is not supported in a track (only <box>)'); ok = False; continue
-            miss = [k for k in ('frame', 'outside', 'xtl', 'ytl', 'xbr', 'ybr') if k not in b.attrs]
-            if miss: p.add(b.line, f'<box> without {", ".join(miss)}'); ok = False; continue
-            f = _int(b.attrs['frame'], 'frame', b.line, p, 0)
-            out = b.attrs['outside']
-            if out not in ('0', '1'): p.add(b.line, f'outside must be 0 or 1, got {out!r}'); ok = False
-            box = [_float(b.attrs[k], k, b.line, p) for k in ('xtl', 'ytl', 'xbr', 'ybr')]
-            if f is None or None in box or out not in ('0', '1'): ok = False; continue
-            if f >= size: p.add(b.line, f'frame {f} is outside the task (0..{size - 1})'); ok = False; continue
-            if f in shapes: p.add(b.line, f'second box for frame {f} in this track'); ok = False; continue
-            if out == '0' and (box := _check_box(box, (w, h), b.line, p, clip)) is None: ok = False; continue
-            shapes[f] = (f, out == '1', box)
-        if ok and (fb := _track_frames([shapes[f] for f in sorted(shapes)], size - 1))[0]: tracks.append((label, actor, *fb, tr.line))
-    file = src.text.strip() if src is not None and src.text.strip() else path.stem
-    return Video(path.stem, file, fps, w, h, size, '', [[0, size - 1]]), labels, tracks
+        if actor is not None and (r := _read_track(tr, task, clip, p)) is not None and r[0]:
+            tracks.append((task, label, actor, *r, tr.line))
+    for t in el.findall('tag'): skipped[('tag', t.attrs.get('label', '?'))] += 1
+    return tasks, labels, tracks, skipped
 
-def read_cvat(path, fps: float = 30.0, classes=None, clip: bool = False) -> Dataset:
-    "Read a CVAT for video 1.1 XML file, or a folder of them (one per video); `classes` fixes the class list."
+def _media_fps(path: Path) -> float | None:
+    "Frame rate a video file declares, None for a folder, a missing file or a rate OpenCV cannot tell."
+    if not path.is_file(): return None
+    cap = cv2.VideoCapture(str(path)); fps = cap.get(cv2.CAP_PROP_FPS); cap.release()
+    return float(fps) if math.isfinite(fps) and 0 < fps <= 1000 else None
+
+def _cvat_media(task: _CvatTask, xml: Path, media_dir) -> Path:
+    "The video file of a task: `<source>` in `media_dir` (default: the XML's folder), else `<xml name>.<video suffix>` there."
+    d = Path(media_dir) if media_dir is not None else xml.parent
+    if task.source: return d/task.source
+    return next((d/f'{xml.stem}{s}' for s in _VIDEO_SUFFIXES if (d/f'{xml.stem}{s}').is_file()), d/xml.stem)
+
+def read_cvat(path, fps: float = None, classes=None, clip: bool = False, media_dir=None) -> Dataset:
+    """Read a CVAT for video 1.1 export (task, job or project; a file or a folder of them) into a `Dataset`: one video per
+    task. `fps`: default the video file's own rate, else 30; `classes` fixes the class list; `media_dir`: where the videos
+    are (default: next to the XML); `clip`: clip boxes to the frame instead of refusing them."""
     path = Path(path)
     files, root = (sorted(path.glob('*.xml')), path) if path.is_dir() else ([path], path.parent)
     p = Problems(path)
     if not files: p.add('', 'no .xml files'); p.check()
-    names, parsed = list(classes) if classes is not None else [], []
+    names, parsed, notices = list(classes) if classes is not None else [], [], []
     for f in files:
         q = Problems(f)
-        if (r := _read_cvat_file(f, fps, clip, q)) is not None:
-            parsed.append((f, *r))
-            if classes is None: names += [n for n in dict.fromkeys(r[1] + [t[0] for t in r[2]]) if n not in names]
+        if (r := _read_cvat_file(f, clip, q)) is not None:
+            tasks, labels, tracks, skipped = r
+            used = {t[1] for t in tracks}
+            box = [n for n, typ, parent, _ in labels if (typ not in _NOT_BOX_LABELS and not parent) or n in used]
+            if classes is None: names += [n for n in dict.fromkeys(box + [t[1] for t in tracks]) if n not in names]
+            left = [n for n, *_ in labels if n not in box]
+            if skipped or left: notices.append(_skipped_notice(f, skipped, left))
+            parsed.append((f, tasks, tracks))
         p.extend(q)
     videos, tubes, seen = [], [], {}
-    for f, v, _, tracks in parsed:
-        if v.id in seen: p.add('', f'video id {v.id!r} also comes from {seen[v.id]}', file=f); continue
-        seen[v.id] = f; videos.append(v)
-        for label, actor, fr, bx, line in tracks:
+    for f, tasks, tracks in parsed:
+        vid_of = {}
+        for t in tasks:
+            media = _cvat_media(t, f, media_dir)
+            vid = media.stem if t.source else f.stem
+            if vid in seen and t.id: vid = f'{vid}_task{t.id}'
+            if vid in seen: p.add(t.line, f'video id {vid!r} also comes from {seen[vid]}', file=f); continue
+            seen[vid] = f'{f}:{t.line}'; vid_of[id(t)] = vid
+            rate = fps if fps is not None else (_media_fps(media) or 30.0)
+            videos.append(Video(vid, _rel(media, root), rate, t.width, t.height, t.stop + 1, '', frames_to_ranges(t.frames())))
+        for t, label, actor, fr, bx, line in tracks:
+            if id(t) not in vid_of: continue
             if label not in names: p.add(line, f'unknown label {label!r} (classes: {names})', file=f); continue
-            tubes.append(Tube(len(tubes), v.id, names.index(label), fr, bx, actor=actor))
+            tubes.append(Tube(len(tubes), vid_of[id(t)], names.index(label), fr, bx, actor=actor))
     p.check()
-    ds = Dataset(names, videos, tubes, root=root, meta=dict(source_format='cvat'))
+    ds = Dataset(names, videos, tubes, root=root, meta=dict(source_format='cvat', notices=notices))
     validate_dataset(ds, file=path)
     return ds
 
