@@ -23,7 +23,8 @@ from .annotations import (AnnotationError, Problems, Dataset, Video, Tube, load_
 
 # %% auto #0
 __all__ = ['FORMATS', 'read_yowo', 'write_yowo', 'write_frame_map_gt', 'read_label_map', 'read_ava', 'write_ava', 'read_cvat',
-           'write_cvat', 'write_native', 'detect_format', 'read_annotations', 'write_annotations', 'convert']
+           'cvat_video_xml', 'write_cvat', 'write_native', 'detect_format', 'read_annotations', 'write_annotations',
+           'convert']
 
 # %% ../../nbs/03_formats.ipynb #3e4a8627
 FORMATS = ('native', 'yowo', 'ava', 'cvat')
@@ -630,13 +631,32 @@ def _cvat_box(f: int, key: int, out: int, b) -> str:
     return (f'    <box frame="{f}" keyframe="{key}" outside="{out}" occluded="0" xtl="{b[0]:.2f}" ytl="{b[1]:.2f}" '
             f'xbr="{b[2]:.2f}" ybr="{b[3]:.2f}" z_order="0">\n    </box>')
 
-def _cvat_xml(ds: Dataset, v: Video, task_id: int) -> str:
-    "CVAT for video 1.1 XML text of one video of `ds`."
+def _task_range(ds: Dataset, v: Video) -> tuple:
+    "`(start, stop, step)` of the CVAT task for `v`: its annotated and boxed frames when evenly spaced by N > 1, else the whole video."
+    f = np.union1d(np.flatnonzero(v.annotated_mask()), np.concatenate([t.frames for t in ds.tubes_of(v.id)] or [np.zeros(0, int)]))
+    steps = np.unique(np.diff(f))
+    return (int(f[0]), int(f[-1]), int(steps[0])) if len(steps) == 1 and steps[0] > 1 else (0, v.num_frames - 1, 1)
+
+def _cvat_track(t: Tube, stop: int, step: int, fill_gap: int) -> list:
+    "The `<box>` lines of tube `t`: its boxes as keyframes; gaps of up to `fill_gap` task frames interpolated, longer ones closed."
+    L, fr, bs = [], t.frames.tolist(), t.boxes.tolist()
+    for j, (f, b) in enumerate(zip(fr, bs)):
+        L.append(_cvat_box(f, 1, 0, b))
+        if j + 1 < len(fr) and (fr[j + 1] - f) // step - 1 <= fill_gap:
+            g, c = fr[j + 1], bs[j + 1]
+            L += [_cvat_box(h, 0, 0, [x + (y - x) * (h - f) / (g - f) for x, y in zip(b, c)]) for h in range(f + step, g, step)]
+        elif f + step <= stop: L.append(_cvat_box(f + step, 1, 1, b))
+    return L
+
+def cvat_video_xml(ds: Dataset, vid: str, task_id: int = 0, fill_gap: int = 0) -> str:
+    "CVAT for video 1.1 XML text (a task export) of video `vid` of `ds`; `fill_gap`: see above."
+    v = ds.video(vid)
+    start, stop, step = _task_range(ds, v)
     L = ['<?xml version="1.0" encoding="utf-8"?>', '<annotations>', '  <version>1.1</version>', '  <meta>', '    <task>',
-         f'      <id>{task_id}</id>', f'      <name>{escape(v.id)}</name>', f'      <size>{v.num_frames}</size>',
+         f'      <id>{task_id}</id>', f'      <name>{escape(v.id)}</name>', f'      <size>{(stop - start) // step + 1}</size>',
          '      <mode>interpolation</mode>', '      <overlap>0</overlap>', '      <bugtracker></bugtracker>',
-         '      <start_frame>0</start_frame>', f'      <stop_frame>{v.num_frames - 1}</stop_frame>',
-         '      <frame_filter></frame_filter>', '      <labels>']
+         '      <subset>default</subset>', f'      <start_frame>{start}</start_frame>', f'      <stop_frame>{stop}</stop_frame>',
+         f'      <frame_filter>{f"step={step}" if step > 1 else ""}</frame_filter>', '      <labels>']
     for c in ds.classes:
         L += ['        <label>', f'          <name>{escape(c)}</name>', '          <type>rectangle</type>',
               '          <attributes>', '          </attributes>', '        </label>']
@@ -644,21 +664,16 @@ def _cvat_xml(ds: Dataset, v: Video, task_id: int) -> str:
           '      </original_size>', f'      <source>{escape(Path(v.file).name)}</source>', '    </task>', '  </meta>']
     for k, t in enumerate(ds.tubes_of(v.id)):
         group = f' group_id="{t.actor}"' if t.actor else ''
-        L.append(f'  <track id="{k}" label={quoteattr(ds.classes[t.class_id])} source="manual"{group}>')
-        fr, bs = t.frames.tolist(), t.boxes.tolist()
-        for j, (f, b) in enumerate(zip(fr, bs)):
-            first, last = j == 0 or fr[j - 1] != f - 1, j == len(fr) - 1 or fr[j + 1] != f + 1
-            L.append(_cvat_box(f, int(first or last), 0, b))
-            if last and f + 1 < v.num_frames: L.append(_cvat_box(f + 1, 1, 1, b))
-        L.append('  </track>')
+        L += [f'  <track id="{k}" label={quoteattr(ds.classes[t.class_id])} source="manual"{group}>', *_cvat_track(t, stop, step, fill_gap),
+              '  </track>']
     return '\n'.join(L + ['</annotations>', ''])
 
-def write_cvat(ds: Dataset, dst) -> Path:
-    "Write `ds` as CVAT for video 1.1 XML files (one per video, `<video id>.xml`) into folder `dst`."
+def write_cvat(ds: Dataset, dst, fill_gap: int = 0) -> Path:
+    "Write `ds` as CVAT for video 1.1 XML files (one task export per video, `<video id>.xml`) into folder `dst`."
     validate_dataset(ds)
     dst = Path(dst)
     for k, (v, name) in enumerate(zip(ds.videos, _safe_names([v.id for v in ds.videos], 'A-Za-z0-9_.-', 'video'))):
-        with atomic_write(dst/f'{name}.xml') as f: f.write(_cvat_xml(ds, v, k))
+        with atomic_write(dst/f'{name}.xml') as f: f.write(cvat_video_xml(ds, v.id, k, fill_gap))
     return dst
 
 # %% ../../nbs/03_formats.ipynb #7cd43e77
