@@ -167,7 +167,7 @@ def cmd_detect(a) -> int:
     if a.fast: opts = InferenceOptions(compile=a.compile, amp=a.amp)
     else: opts = InferenceOptions.plain().replace(compile=a.compile)
     detect_video(src, a.weights, a.out, stride=a.stride, batch=a.batch, conf_thresh=a.conf, size=a.size, T=a.T,
-                 device=a.device, fast=opts, max_frames=a.max_frames, max_det=a.max_det, video=not a.no_video,
+                 device=a.device, fast=opts, max_frames=a.max_frames, max_det=a.max_det, video=not a.no_video, cvat=a.cvat,
                  progress=not a.quiet)
     return 0
 
@@ -281,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--max-frames', type=int, help='stop after this frame number (cameras and streams)')
     s.add_argument('--max-det', type=int, help="at most this many boxes per frame (default: the model's)")
     s.add_argument('--no-video', action='store_true', help='do not write annotated.mp4')
+    s.add_argument('--cvat', type=Path, metavar='FILE.xml', help='also write the tubes as a CVAT for video 1.1 file (pre-annotations to import into the video\'s CVAT task)')
     s.add_argument('-q', '--quiet', action='store_true', help='no progress bar'); s.set_defaults(fn=cmd_detect)
 
     s = sub.add_parser('report', help='run the experiment notebooks with papermill into runs/<profile>/')

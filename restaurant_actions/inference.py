@@ -24,7 +24,7 @@ from .metrics import link_tubes
 
 # %% auto #0
 __all__ = ['CSV_HEADER', 'InferenceOptions', 'fold_batchnorm', 'to_channels_last', 'prepare_model', 'Detector', 'FrameDetections',
-           'DetectionStream', 'iter_detections', 'TubeLinker', 'detect_video']
+           'DetectionStream', 'iter_detections', 'TubeLinker', 'detect_video', 'tubes_to_cvat']
 
 # %% ../nbs/22_inference.ipynb #9a7b2ee7
 @dataclass
@@ -360,8 +360,9 @@ def detect_video(source, weights=None, out_dir=None, *, model: nn.Module | None 
                  stride: int = 1, batch: int = 1, conf_thresh: float = 0.25, nms_iou: float | None = None, size=None,
                  T: int | None = None, classes=None, device=None, fast: bool | InferenceOptions = True,
                  max_frames: int | None = None, max_det: int | None = None, video: bool = True, max_gap: int = 2, max_tubes: int = 3,
-                 min_length: int = 3, progress: bool = True, verbose: bool = True) -> dict:
-    "Detect on `source`; write `detections.csv`, `tubes.json`, `annotated.mp4`, `summary.json` into `out_dir`; return the summary."
+                 min_length: int = 3, cvat=None, progress: bool = True, verbose: bool = True) -> dict:
+    """Detect on `source`; write `detections.csv`, `tubes.json`, `annotated.mp4`, `summary.json` into `out_dir` (and the
+    tubes as a CVAT for video 1.1 file at `cvat`); return the summary."""
     stream = iter_detections(source, weights, model=model, detector=detector, stride=stride, batch=batch,
                              conf_thresh=conf_thresh, nms_iou=nms_iou, size=size, T=T, classes=classes, device=device,
                              fast=fast, max_frames=max_frames, max_det=max_det, with_frames=video, progress=progress)
@@ -401,12 +402,16 @@ def detect_video(source, weights=None, out_dir=None, *, model: nn.Module | None 
     _write_tubes(out/'tubes.json', spool, linker.counts, dict(source=str(source), fps=fps, size=list(stream.size or ()),
                                                              stride=stride, classes=names))
     n_tubes = sum(linker.counts.values())
+    if cvat is not None:
+        n = stream.num_frames or st['decoded']
+        tubes_to_cvat(json.loads((out/'tubes.json').read_text()), cvat, n, name if live else Path(str(source)).name, stride * (max_gap + 1))
     summary = dict(source=str(source), out_dir=str(out), family=stream.detector.family, frames=st['key_frames'],
                    decoded=st['decoded'], detections=st['detections'], tubes=n_tubes, seconds=round(st['seconds'], 3),
                    fps=round(st['key_frames'] / st['seconds'], 2) if st['seconds'] else None,
                    model_seconds=round(st['model_seconds'], 3), undecodable=rep.missing, failed=rep.failed,
                    messages=rep.messages, video_fps=fps, size=list(stream.size or ()), interrupted=interrupted,
-                   files=[f for f in ('detections.csv', 'tubes.json', 'annotated.mp4') if (out/f).exists()])
+                   files=[f for f in ('detections.csv', 'tubes.json', 'annotated.mp4') if (out/f).exists()],
+                   cvat=None if cvat is None else str(cvat))
     save_json(summary, out/'summary.json', indent=1)
     summary['line'] = (f"{source}: {summary['frames']} frames in {summary['seconds']:.1f} s ({summary['fps'] or 0:.1f} frames/s), "
                        f"{summary['detections']} detections, {summary['tubes']} tubes; "
@@ -415,3 +420,21 @@ def detect_video(source, weights=None, out_dir=None, *, model: nn.Module | None 
     if verbose: print(summary['line'])
     if rep.messages: _log.warning(f'{source}: ' + '; '.join(rep.messages[:5]))
     return summary
+
+def tubes_to_cvat(tubes: dict, path, num_frames: int, video_file: str, fill_gap: int = 0) -> Path:
+    """Write the tubes of a `tubes.json` document as a CVAT for video 1.1 task file at `path` — pre-annotations an
+    annotator imports into the task of that video and corrects: one track per tube, every detected frame a keyframe,
+    gaps of up to `fill_gap` frames interpolated (`write_cvat`), boxes clipped to the frame, frames numbered as the video's."""
+    from restaurant_actions.data.annotations import Dataset, Tube, Video
+    from restaurant_actions.data.formats import cvat_video_xml
+    (w, h), names = tubes['size'], tubes['classes']
+    vid, out = Path(video_file).stem or 'video', []
+    for ts in tubes['tubes'].values():
+        for t in ts:
+            b = np.clip(np.asarray(t['boxes'], np.float32).reshape(-1, 4), 0, [w, h, w, h])
+            keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]) & (np.asarray(t['frames']) < num_frames)
+            if keep.any(): out.append(Tube(len(out), vid, t['class_id'], np.asarray(t['frames'])[keep], b[keep]))
+    n = max([num_frames] + [int(t.frames[-1]) + 1 for t in out])
+    ds = Dataset(list(names), [Video(vid, video_file, float(tubes.get('fps') or 30.0), int(w), int(h), n, '', [[0, n - 1]])], out)
+    with atomic_write(path) as f: f.write(cvat_video_xml(ds, vid, fill_gap=fill_gap))
+    return Path(path)
