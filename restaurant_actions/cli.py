@@ -47,19 +47,24 @@ def cmd_synth(a) -> int:
     return 0
 
 # %% ../nbs/30_cli.ipynb #548d16f8
+def _notes(ds):
+    for n in ds.meta.get('notices', []): print(f'note: {n}')
+    if ds.meta.get('annotations_only'): print('note: annotations only (written by convert --annotations-only): videos not checked')
+
 def cmd_validate(a) -> int:
     from restaurant_actions.data.formats import detect_format, read_annotations
     fmt = a.format or detect_format(a.path)
-    opts = _kv(a.option)
-    if fmt == 'native': opts.setdefault('check_files', not a.no_check_files)
-    ds = read_annotations(a.path, fmt, **opts)
+    ds = read_annotations(a.path, fmt, check_files=not a.no_check_files, **_kv(a.option))
     print(f'OK {a.path} ({fmt}): {len(ds.videos)} videos, {len(ds.tubes)} tubes, {ds.num_classes} classes')
+    _notes(ds)
     return 0
 
 def cmd_convert(a) -> int:
     from restaurant_actions.data.formats import convert
-    ds = convert(a.src, a.dst, src_fmt=a.src_fmt, dst_fmt=a.dst_fmt, overwrite=a.overwrite, **_kv(a.option))
+    ds = convert(a.src, a.dst, src_fmt=a.src_fmt, dst_fmt=a.dst_fmt, overwrite=a.overwrite, annotations_only=a.annotations_only,
+                 **_kv(a.option))
     print(f'wrote {a.dst} ({a.dst_fmt}): {len(ds.videos)} videos, {len(ds.tubes)} tubes, {ds.num_classes} classes')
+    _notes(ds)
     return 0
 
 # %% ../nbs/30_cli.ipynb #baf0cdac
@@ -211,8 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser('validate', help='check an annotation set; prints every problem (exit 2 when invalid)')
     s.add_argument('path', type=Path); s.add_argument('--format', choices=('native', 'yowo', 'ava', 'cvat'))
-    s.add_argument('--no-check-files', action='store_true', help='do not check that native video files exist')
-    s.add_argument('-o', '--option', action='append', help='reader option key=value (e.g. fps=25)')
+    s.add_argument('--no-check-files', action='store_true', help='do not check that the videos exist and decode')
+    s.add_argument('-o', '--option', action='append', metavar='KEY=VALUE',
+                   help='reader option, e.g. fps=25, media_dir=DIR (CVAT), start_second=900 (AVA); repeatable')
     s.set_defaults(fn=cmd_validate)
 
     s = sub.add_parser('convert', help='convert between annotation formats')
@@ -220,7 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--from', dest='src_fmt', choices=('native', 'yowo', 'ava', 'cvat'), help='default: detected')
     s.add_argument('--to', dest='dst_fmt', choices=('native', 'yowo', 'ava', 'cvat'), default='native')
     s.add_argument('--overwrite', action='store_true', help='replace a non-empty DST')
-    s.add_argument('-o', '--option', action='append', help='reader/writer option key=value (e.g. fps=25)')
+    s.add_argument('--annotations-only', action='store_true',
+                   help='convert even though the videos are missing (the native dataset is marked annotations-only)')
+    s.add_argument('-o', '--option', action='append', metavar='KEY=VALUE',
+                   help='reader/writer option, e.g. fps=25, media_dir=DIR (CVAT), fill_gap=2 (to CVAT); repeatable')
     s.set_defaults(fn=cmd_convert)
 
     s = sub.add_parser('anchors', help='k-means anchors (1 - IoU) for a dataset, in cfg form')

@@ -273,7 +273,8 @@ def _parse_tube(d, where, p: Problems):
     return Tube(d['id'], d['video'], d['class_id'], d['frames'], d['boxes'], d.get('actor', 0))
 
 def load_dataset(root, validate: bool = True, check_files: bool = False) -> Dataset:
-    "Read a native dataset folder (`classes.txt` + `annotations.json`); raises `AnnotationError` listing all problems."
+    """Read a native dataset folder (`classes.txt` + `annotations.json`); raises `AnnotationError` listing all problems.
+    `check_files`: every video exists and decodes (not for a dataset marked `annotations_only` by `convert`)."""
     root = Path(root)
     if not root.is_dir(): raise AnnotationError([f'{root}: not a dataset folder (expected classes.txt and annotations.json)'])
     ap = root/'annotations.json'; p = Problems(ap)
@@ -297,7 +298,7 @@ def load_dataset(root, validate: bool = True, check_files: bool = False) -> Data
     tlist = [t for i, d in enumerate(tubes) if (t := _parse_tube(d, f'$.tubes[{i}]', p)) is not None]
     p.check()
     ds = Dataset(classes, videos, tlist, root=root, meta=meta)
-    if validate: validate_dataset(ds, check_files=check_files, file=ap)
+    if validate: validate_dataset(ds, check_files=check_files and not meta.get('annotations_only'), file=ap)
     return ds
 
 # %% ../../nbs/02_annotations.ipynb #ff6a7190
@@ -317,9 +318,12 @@ def _probe_media(path: Path, v: Video) -> str | None:
 def validate_dataset(ds: Dataset, check_files: bool = False, file=None):
     "Raise one `AnnotationError` listing every problem of `ds` (JSON paths refer to `annotations.json`); `check_files`: every video exists, opens, decodes its first frame at the annotated size."
     p = Problems(file if file is not None else (Path(ds.root)/'annotations.json' if ds.root else '<dataset>'))
+    first = {}
     for i, c in enumerate(ds.classes):    # names and ids are written into text, CSV and XML files: no control characters
-        if not isinstance(c, str) or not c.strip(): p.add(f'classes[{i}]', f'class name must be a non-empty string, got {c!r}')
-        elif (ch := _bad_char(c)) is not None: p.add(f'classes[{i}]', f'class name {c!r} contains the control character {ch!r}')
+        if not isinstance(c, str) or not c.strip(): p.add(f'classes[{i}]', f'class name must be a non-empty string, got {c!r}'); continue
+        if (ch := _bad_char(c)) is not None: p.add(f'classes[{i}]', f'class name {c!r} contains the control character {ch!r}')
+        if c.strip() in first: p.add(f'classes[{i}]', f'duplicate class name {c.strip()!r} (also classes[{first[c.strip()]}])')
+        first.setdefault(c.strip(), i)
     vids = {}
     for i, v in enumerate(ds.videos):
         w = f'$.videos[{i}]'

@@ -19,12 +19,12 @@ from ..boxes import box_iou
 from ..core import ConfigError
 from .video import IMAGE_EXTS, frame_files, read_frames
 from .annotations import (AnnotationError, Problems, Dataset, Video, Tube, load_dataset,
-                                                 validate_dataset, read_classes, frames_to_ranges, _lines)
+                                                 validate_dataset, read_classes, frames_to_ranges, _lines, _is_num, _probe_media)
 
 # %% auto #0
 __all__ = ['FORMATS', 'read_yowo', 'write_yowo', 'write_frame_map_gt', 'read_label_map', 'read_ava', 'write_ava', 'read_cvat',
-           'cvat_video_xml', 'write_cvat', 'write_native', 'detect_format', 'read_annotations', 'write_annotations',
-           'convert']
+           'cvat_video_xml', 'write_cvat', 'write_native', 'detect_format', 'check_options', 'read_annotations',
+           'write_annotations', 'convert']
 
 # %% ../../nbs/03_formats.ipynb #3e4a8627
 FORMATS = ('native', 'yowo', 'ava', 'cvat')
@@ -678,7 +678,7 @@ def write_cvat(ds: Dataset, dst, fill_gap: int = 0) -> Path:
 
 # %% ../../nbs/03_formats.ipynb #7cd43e77
 def write_native(ds: Dataset, dst, media: str = 'link') -> Path:
-    "Write `ds` as a native dataset folder; `media='link'` hard-links (or copies) frames/videos into `dst/videos/`."
+    "Write `ds` as a native dataset folder; `media='link'` hard-links (or copies) frames/videos into `dst/videos/`, `'none'` writes the annotations alone (marked `annotations_only`)."
     validate_dataset(ds)
     if media not in ('link', 'none'): raise ValueError(f"media must be 'link' or 'none', got {media!r}")
     dst, videos = Path(dst), []
@@ -691,7 +691,8 @@ def write_native(ds: Dataset, dst, media: str = 'link') -> Path:
             _link_or_copy(src, dst/'videos'/f'{name}{src.suffix}'); file = f'videos/{name}{src.suffix}'
         elif ds.root is not None: file = str(src.resolve())
         videos.append(Video(v.id, file, v.fps, v.width, v.height, v.num_frames, v.view, v.annotated))
-    return Dataset(list(ds.classes), videos, list(ds.tubes), meta=dict(ds.meta)).save(dst)
+    meta = {k: v for k, v in ds.meta.items() if k != 'notices'} | ({'annotations_only': True} if media == 'none' else {})
+    return Dataset(list(ds.classes), videos, list(ds.tubes), meta=meta).save(dst)
 
 def detect_format(path) -> str:
     "The format of `path`: 'native', 'yowo', 'cvat' or 'ava' (see `FORMATS`); `AnnotationError` if it is none of them."
@@ -710,36 +711,85 @@ def detect_format(path) -> str:
 def _readers(): return dict(native=load_dataset, yowo=read_yowo, ava=read_ava, cvat=read_cvat)
 def _writers(): return dict(native=write_native, yowo=write_yowo, ava=write_ava, cvat=write_cvat)
 
+def _is_path(v) -> bool: return isinstance(v, (str, os.PathLike)) and str(v) != ''
+def _names(v) -> bool: return isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(c, str) and c.strip() for c in v)
+def _sizes(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(s, (list, tuple)) and len(s) in (2, 3) and
+                                       all(isinstance(x, int) and not isinstance(x, bool) and 0 < x < 2**31 for x in s) for s in v.values())
+
+_OPTIONS = {   # every reader/writer option: (its valid values, in words; the test)
+    'fps': ('a frame rate > 0 and <= 1000', lambda v: _is_num(v) and 0 < v <= 1000),
+    'classes': ('a non-empty list of class names', _names),
+    'clip': ('true or false', lambda v: isinstance(v, bool)),
+    'link_iou': ('a number > 0 and <= 1', lambda v: _is_num(v) and 0 < v <= 1),
+    'media_dir': ('an existing folder', lambda v: _is_path(v) and Path(v).is_dir()),
+    'frames_dir': ('an existing folder', lambda v: _is_path(v) and Path(v).is_dir()),
+    'label_map': ('an existing .pbtxt file', lambda v: _is_path(v) and Path(v).is_file()),
+    'start_second': ('an integer >= 0', lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31),
+    'video_sizes': ('an object {"video": [width, height(, frames)]} of positive integers', _sizes),
+    'skip_unknown': ('true or false', lambda v: isinstance(v, bool)),
+    'check_files': ('true or false', lambda v: isinstance(v, bool)),
+    'test_videos': ('a list of video ids', lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)),
+    'image_ext': ("'.jpg' or '.png'", lambda v: v in ('.jpg', '.png')),
+    'list_prefix': ('a string', lambda v: isinstance(v, str)),
+    'media': ("'link' or 'none'", lambda v: v in ('link', 'none')),
+    'fill_gap': ('an integer >= 0', lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31),
+}
+
+def _params(fn) -> list: return [k for k in inspect.signature(fn).parameters if k not in ('path', 'root', 'ds', 'dst', 'validate')]
+
+def check_options(options: dict, *fns, extra=()) -> dict:
+    "Raise `ConfigError` for an option none of the reader/writer functions `fns` (nor `extra`) takes, or a value out of its range; else return `options`."
+    known = sorted({k for fn in fns for k in _params(fn)} | set(extra))
+    for k, v in options.items():
+        if k not in known: raise ConfigError(f"option {k}: not an option here (options: {', '.join(known)})")
+        what, ok = _OPTIONS[k]
+        if not ok(v): raise ConfigError(f'option {k}: must be {what} (got {v!r})')
+    return options
+
 def _check_fmt(fmt, path):
     if fmt not in FORMATS: raise AnnotationError([f'{path}: unknown format {fmt!r} (known: {", ".join(FORMATS)})'])
 
-def read_annotations(path, fmt: str = None, **options) -> Dataset:
-    "Read annotations in format `fmt` (detected when None) into a validated `Dataset`."
+def read_annotations(path, fmt: str = None, check_files: bool = False, **options) -> Dataset:
+    "Read annotations in format `fmt` (detected when None) into a validated `Dataset`; `check_files`: also check every video."
     fmt = fmt or detect_format(path)
     _check_fmt(fmt, path)
-    return _readers()[fmt](path, **options)
+    rd = _readers()[fmt]
+    check_options(dict(options, check_files=check_files), rd, extra=('check_files',))
+    if fmt == 'native': return rd(path, check_files=check_files, **options)
+    ds = rd(path, **options)
+    if check_files:                      # the same checks as a native dataset's, named by video instead of JSON path
+        p = Problems(path)
+        for v in ds.videos:
+            if why := (f'video not found: {ds.video_path(v)}' if not ds.video_path(v).exists() else _probe_media(ds.video_path(v), v)):
+                p.add('', f'video {v.id!r}: {why}')
+        p.check()
+    return ds
 
 def write_annotations(ds: Dataset, dst, fmt: str, **options) -> Path:
     "Write `ds` in format `fmt` into folder `dst`; returns `dst`."
     _check_fmt(fmt, dst)
-    return Path(_writers()[fmt](ds, dst, **options))
+    wr = _writers()[fmt]
+    return Path(wr(ds, dst, **check_options(options, wr)))
 
 def _takes(fn, options: dict) -> dict: return {k: v for k, v in options.items() if k in inspect.signature(fn).parameters}
 
-def convert(src, dst, src_fmt: str = None, dst_fmt: str = 'native', overwrite: bool = False, **options) -> Dataset:
-    "Convert `src` to `dst_fmt` at `dst`, all or nothing; returns the dataset read from `src`."
+def convert(src, dst, src_fmt: str = None, dst_fmt: str = 'native', overwrite: bool = False, annotations_only: bool = False,
+            **options) -> Dataset:
+    """Convert `src` to `dst_fmt` at `dst`, all or nothing; returns the dataset read from `src`. The videos must be there
+    (as `validate` checks them) unless `annotations_only`."""
     dst = Path(dst); src_fmt = src_fmt or detect_format(src)
     _check_fmt(src_fmt, src); _check_fmt(dst_fmt, dst)
     rd, wr = _readers()[src_fmt], _writers()[dst_fmt]
-    if unknown := sorted(set(options) - set(_takes(rd, options)) - set(_takes(wr, options))):
-        raise ConfigError(f'unknown option(s) {unknown} for {src_fmt} -> {dst_fmt}')
+    check_options(options, *[f for f in (rd, wr) if f is not load_dataset])     # the files: annotations_only
     if dst.exists() and not overwrite and (dst.is_file() or any(dst.iterdir())):
-        raise FileExistsError(f'{dst} exists and is not empty (pass overwrite=True to replace it)')
-    ds = read_annotations(src, src_fmt, **_takes(rd, options))
+        raise FileExistsError(f'{dst}: exists and is not empty (pass --overwrite to replace it)')
+    ds = read_annotations(src, src_fmt, check_files=not annotations_only, **_takes(rd, options))
+    wopts = _takes(wr, options) | ({'media': 'none'} if annotations_only and dst_fmt == 'native' else {})
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp, old = Path(tempfile.mkdtemp(prefix=f'.{dst.name}.', suffix='.tmp', dir=dst.parent)), None
     try:
-        write_annotations(ds, tmp, dst_fmt, **_takes(wr, options))
+        write_annotations(ds, tmp, dst_fmt, **wopts)
         if dst.exists() or dst.is_symlink(): old = dst.with_name(f'{tmp.name}.old'); os.replace(dst, old)
         os.replace(tmp, dst)
     except BaseException:
