@@ -47,6 +47,10 @@ def cmd_synth(a) -> int:
     return 0
 
 # %% ../nbs/30_cli.ipynb #548d16f8
+def _count(n: int, word: str, plural: str = None) -> str: return f"{n} {word if n == 1 else plural or word + 's'}"
+
+def _summary(ds) -> str: return f"{_count(len(ds.videos), 'video')}, {_count(len(ds.tubes), 'tube')}, {_count(ds.num_classes, 'class', 'classes')}"
+
 def _notes(ds):
     for n in ds.meta.get('notices', []): print(f'note: {n}')
     if ds.meta.get('annotations_only'): print('note: annotations only (written by convert --annotations-only): videos not checked')
@@ -55,7 +59,7 @@ def cmd_validate(a) -> int:
     from restaurant_actions.data.formats import detect_format, read_annotations
     fmt = a.format or detect_format(a.path)
     ds = read_annotations(a.path, fmt, check_files=not a.no_check_files, **_kv(a.option))
-    print(f'OK {a.path} ({fmt}): {len(ds.videos)} videos, {len(ds.tubes)} tubes, {ds.num_classes} classes')
+    print(f'OK {a.path} ({fmt}): {_summary(ds)}')
     _notes(ds)
     return 0
 
@@ -63,7 +67,7 @@ def cmd_convert(a) -> int:
     from restaurant_actions.data.formats import convert
     ds = convert(a.src, a.dst, src_fmt=a.src_fmt, dst_fmt=a.dst_fmt, overwrite=a.overwrite, annotations_only=a.annotations_only,
                  **_kv(a.option))
-    print(f'wrote {a.dst} ({a.dst_fmt}): {len(ds.videos)} videos, {len(ds.tubes)} tubes, {ds.num_classes} classes')
+    print(f'wrote {a.dst} ({a.dst_fmt}): {_summary(ds)}')
     _notes(ds)
     return 0
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #cea5920e
 from __future__ import annotations
-import dataclasses, json, logging, os, random, tempfile, typing
+import dataclasses, json, logging, os, random, shutil, tempfile, typing
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['ConfigError', 'Config', 'atomic_write', 'save_json', 'seed_everything', 'get_device', 'project_root', 'runs_dir',
-           'data_dir', 'get_logger']
+__all__ = ['MANIFEST', 'ConfigError', 'Config', 'umask', 'atomic_write', 'save_json', 'foreign_files', 'check_destination',
+           'output_folder', 'seed_everything', 'get_device', 'project_root', 'runs_dir', 'data_dir', 'get_logger']
 
 # %% ../nbs/00_core.ipynb #0cdcd7ad
 class ConfigError(ValueError):
@@ -52,7 +52,17 @@ def _jsonable(v):
 
 @dataclasses.dataclass
 class Config:
-    "Base class of every configuration: JSON round-trip with field-named errors."
+    "Base class of every configuration: JSON round-trip with field-named errors; `check()` against the valid ranges in `_ranges`."
+    _ranges: typing.ClassVar[dict] = {}   # field name: (its valid values in words, a test of a value)
+
+    def check(self):
+        "Raise `ConfigError` `'<field>: must be <valid values> (got <value>)'` for the first field outside its range; return self."
+        for name, (what, ok) in self._ranges.items():
+            v = getattr(self, name)
+            try: good = bool(ok(v))
+            except (TypeError, ValueError): good = False
+            if not good: raise ConfigError(f'{name}: must be {what} (got {v!r})')
+        return self
     def to_dict(self) -> dict:
         "Plain, JSON-serialisable dictionary of the fields."
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -89,6 +99,10 @@ class Config:
         return type(self).from_dict({**self.to_dict(), **_jsonable(kw)})
 
 # %% ../nbs/00_core.ipynb #f01e36f6
+def umask() -> int:
+    "The process's umask (read without changing it for longer than a moment)."
+    m = os.umask(0o022); os.umask(m); return m
+
 @contextmanager
 def atomic_write(path, mode: str = 'w', encoding: str = None):
     "Open a temporary file next to `path`; on success fsync and rename it over `path`, on error remove it."
@@ -96,6 +110,7 @@ def atomic_write(path, mode: str = 'w', encoding: str = None):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~umask())          # mkstemp makes 0600: the file gets the user's umask like any other
         with os.fdopen(fd, mode, encoding=encoding or (None if 'b' in mode else 'utf-8')) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
@@ -108,6 +123,68 @@ def atomic_write(path, mode: str = 'w', encoding: str = None):
 def save_json(obj, path, indent=None):
     "Write `obj` as JSON to `path` atomically."
     with atomic_write(path, 'w') as f: json.dump(obj, f, indent=indent); f.write('\n')
+
+# %% ../nbs/00_core.ipynb #43b0feef
+MANIFEST = '.restaurant_actions.json'
+
+def _files(root: Path) -> list:
+    "Relative POSIX paths of the files (and links) under `root`, sorted."
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob('*') if p.is_file() or p.is_symlink())
+
+def foreign_files(folder) -> list | None:
+    "Files in `folder` that its manifest does not list (None if it has no manifest: not a folder we wrote)."
+    folder = Path(folder)
+    try: listed = set(json.loads((folder/MANIFEST).read_text())['files'])
+    except (OSError, ValueError, KeyError, TypeError): return None
+    return [f for f in _files(folder) if f != MANIFEST and f not in listed]
+
+def check_destination(dst, overwrite: bool = False, inputs=()):
+    "Raise `ConfigError` (one line naming `dst`) if writing folder `dst` could touch an input or a file we did not write."
+    dst = Path(dst)
+    d = dst.resolve()
+    for i in inputs:
+        i = Path(i).resolve()
+        if d == i: raise ConfigError(f'{dst}: is the input itself; choose another output folder')
+        if d in i.parents: raise ConfigError(f'{dst}: contains the input {i}; choose another output folder')
+        if i in d.parents: raise ConfigError(f'{dst}: lies inside the input {i}; choose another output folder')
+    if dst.is_symlink() or (dst.exists() and not dst.is_dir()): raise ConfigError(f'{dst}: exists and is not a folder')
+    if not dst.is_dir() or not any(dst.iterdir()): return
+    if not overwrite: raise ConfigError(f'{dst}: exists and is not empty (--overwrite replaces an earlier output of restaurant-actions)')
+    foreign = foreign_files(dst)
+    if foreign is None:
+        raise ConfigError(f'{dst}: was not written by restaurant-actions (no {MANIFEST}); --overwrite replaces only our own '
+                          'outputs: choose another folder or empty it yourself')
+    if foreign:
+        raise ConfigError(f"{dst}: holds files restaurant-actions did not write ({', '.join(foreign[:3])}"
+                          f"{f' and {len(foreign) - 3} more' if len(foreign) > 3 else ''}); move them away or choose another folder")
+
+@contextmanager
+def output_folder(dst, overwrite: bool = False, inputs=()):
+    """Yield a temporary sibling of `dst` to write a folder into; on success add the manifest and rename it into place
+    (replacing an earlier output of ours when `overwrite`); on an error or Ctrl-C remove it and leave `dst` as it was."""
+    dst = Path(dst)
+    check_destination(dst, overwrite, inputs)
+    made = [p for p in reversed(dst.parents) if not p.exists()]        # parents this call creates (removed on failure)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = Path(tempfile.mkdtemp(prefix=f'.{dst.name}.', suffix='.tmp', dir=dst.parent)), None
+    try:
+        os.chmod(tmp, 0o777 & ~umask())
+        yield tmp
+        save_json(dict(written_by='restaurant_actions', files=_files(tmp)), tmp/MANIFEST, indent=1)
+        try: check_destination(dst, overwrite, inputs)
+        except ConfigError: raise ConfigError(f'{dst}: was written by another run while this one ran; this run kept nothing') from None
+        if dst.is_dir() and any(dst.iterdir()): old = dst.with_name(f'{tmp.name}.old'); os.replace(dst, old)
+        try: os.replace(tmp, dst)
+        except OSError: raise ConfigError(f'{dst}: was written by another run while this one ran; this run kept nothing') from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not dst.exists(): os.replace(old, dst); old = None
+        for p in reversed(made):
+            try: p.rmdir()
+            except OSError: break
+        raise
+    finally:
+        if old is not None: shutil.rmtree(old, ignore_errors=True)
 
 # %% ../nbs/00_core.ipynb #cdcea1e2
 def seed_everything(seed: int = 0, deterministic: bool = False) -> int:

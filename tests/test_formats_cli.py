@@ -55,7 +55,7 @@ def write_video(path, n=10, size=(64, 48), fps=12.0):
 def test_cvat_validate_convert(tmp_path):
     (tmp_path/'cam1.xml').write_text(CVAT.replace('cam1.mp4', 'cam1.avi')); write_video(tmp_path/'cam1.avi')
     r = run('validate', tmp_path/'cam1.xml')
-    assert r.returncode == 0 and r.stdout.startswith(f'OK {tmp_path}/cam1.xml (cvat): 1 videos, 1 tubes, 1 classes'), r.stdout + r.stderr
+    assert r.returncode == 0 and r.stdout.startswith(f'OK {tmp_path}/cam1.xml (cvat): 1 video, 1 tube, 1 class'), r.stdout + r.stderr
     r = run('convert', tmp_path/'cam1.xml', tmp_path/'native', '-o', 'fps=25')
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path/'native/annotations.json').read_text())
@@ -86,7 +86,7 @@ def test_yowo_layout_validate_convert(tmp_path):
     (root/'trainlist.txt').write_text('Cooking/v_cook_01/00002.txt\nCooking/v_cook_01/00003.txt\n')
     (root/'testlist.txt').write_text('Cooking/v_cook_01/00004.txt\n')
     r = run('validate', root)
-    assert r.returncode == 0 and '(yowo): 1 videos, 1 tubes, 1 classes' in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and '(yowo): 1 video, 1 tube, 1 class' in r.stdout, r.stdout + r.stderr
     r = run('convert', root, tmp_path/'native')
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path/'native/annotations.json').read_text())
@@ -105,7 +105,7 @@ def test_ava_validate(tmp_path):
     r = run('validate', tmp_path/'ava.csv', '-o', 'start_second=900', '-o', 'video_sizes={"vidA": [64, 48]}')
     assert r.returncode == 2 and f"ava.csv: video 'vidA': video not found: {tmp_path}/vidA" in r.stderr, r.stderr   # no media
     r = run('validate', tmp_path/'ava.csv', '--no-check-files', '-o', 'start_second=900', '-o', 'video_sizes={"vidA": [64, 48]}')
-    assert r.returncode == 0 and '(ava): 1 videos, 1 tubes, 2 classes' in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and '(ava): 1 video, 1 tube, 2 classes' in r.stdout, r.stdout + r.stderr
     (tmp_path/'ava.csv').write_text('vidA,0902,0.125,0.250,1.500,0.750,7,1\n')
     r = run('validate', tmp_path/'ava.csv', '-o', 'start_second=900', '-o', 'video_sizes={"vidA": [64, 48]}')
     assert r.returncode == 2 and all(l.startswith(f'{tmp_path}/ava.csv:1:') for l in r.stderr.strip().splitlines()[:-1]), r.stderr
@@ -131,7 +131,7 @@ def test_convert_writes_what_validate_accepts(tmp_path):
     """Missing videos and duplicate class names: convert refuses with validate's message, or --annotations-only (issue 19)."""
     (tmp_path/'cam1.xml').write_text(CVAT)                                    # cam1.mp4 is not there
     v, c = run('validate', tmp_path/'cam1.xml'), run('convert', tmp_path/'cam1.xml', tmp_path/'out')
-    line = f"{tmp_path}/cam1.xml: video 'cam1': video not found: {tmp_path}/cam1.mp4"
+    line = f"{tmp_path}/cam1.xml:5: video 'cam1': video not found: {tmp_path}/cam1.mp4"   # the file and line of its <task>
     assert v.returncode == c.returncode == 2 and line in v.stderr and line in c.stderr, (v.stderr, c.stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['cam1.xml']        # nothing written
     c = run('convert', tmp_path/'cam1.xml', tmp_path/'out', '--annotations-only')
@@ -157,5 +157,5 @@ def test_cvat_notice(tmp_path):
                         '        <label><name>head</name><type>points</type><parent>person</parent></label>')
     (tmp_path/'cam1.xml').write_text(skel)
     r = run('validate', tmp_path/'cam1.xml', '--no-check-files')
-    assert r.returncode == 0 and '1 videos, 1 tubes, 1 classes' in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and '1 video, 1 tube, 1 class' in r.stdout, r.stdout + r.stderr
     assert f'note: {tmp_path}/cam1.xml: skipped 1 <skeleton> track (person); labels person, head (not box labels)' in r.stdout, r.stdout

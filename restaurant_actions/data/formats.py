@@ -622,7 +622,7 @@ def read_cvat(path, fps: float = None, classes=None, clip: bool = False, media_d
             if label not in names: p.add(line, f'unknown label {label!r} (classes: {names})', file=f); continue
             tubes.append(Tube(len(tubes), vid_of[id(t)], names.index(label), fr, bx, actor=actor))
     p.check()
-    ds = Dataset(names, videos, tubes, root=root, meta=dict(source_format='cvat', notices=notices))
+    ds = Dataset(names, videos, tubes, root=root, meta=dict(source_format='cvat', notices=notices, video_sources=seen))
     validate_dataset(ds, file=path)
     return ds
 
@@ -691,7 +691,7 @@ def write_native(ds: Dataset, dst, media: str = 'link') -> Path:
             _link_or_copy(src, dst/'videos'/f'{name}{src.suffix}'); file = f'videos/{name}{src.suffix}'
         elif ds.root is not None: file = str(src.resolve())
         videos.append(Video(v.id, file, v.fps, v.width, v.height, v.num_frames, v.view, v.annotated))
-    meta = {k: v for k, v in ds.meta.items() if k != 'notices'} | ({'annotations_only': True} if media == 'none' else {})
+    meta = {k: v for k, v in ds.meta.items() if k not in ('notices', 'video_sources')} | ({'annotations_only': True} if media == 'none' else {})
     return Dataset(list(ds.classes), videos, list(ds.tubes), meta=meta).save(dst)
 
 def detect_format(path) -> str:
@@ -762,7 +762,7 @@ def read_annotations(path, fmt: str = None, check_files: bool = False, **options
         p = Problems(path)
         for v in ds.videos:
             if why := (f'video not found: {ds.video_path(v)}' if not ds.video_path(v).exists() else _probe_media(ds.video_path(v), v)):
-                p.add('', f'video {v.id!r}: {why}')
+                p.add('', f'video {v.id!r}: {why}', file=ds.meta.get('video_sources', {}).get(v.id))   # a CVAT task: its file:line
         p.check()
     return ds
 
