@@ -99,7 +99,7 @@ def e2e(d: Path, quick: bool):
         r = {}
         for k, opts in (('plain', InferenceOptions.plain()), ('fast', InferenceOptions())):
             det = Detector(model, classes, size=size, T=T, options=opts)
-            s = detect_video(vid, detector=det, out_dir=d/f'out_{k}', batch=batch, max_frames=maxf, max_det=10,
+            s = detect_video(vid, detector=det, out_dir=d/f'out_{k}', batch=batch, max_frames=maxf, max_det=10, overwrite=True,
                              progress=False, verbose=False)
             r[k] = s
         frames = r['fast']['frames']

@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_cli.ipynb #bfccf506
 from __future__ import annotations
-import argparse, json, sys
+import argparse, dataclasses, json, math, re, sys
 from pathlib import Path
 
 from .core import ConfigError
@@ -12,24 +12,72 @@ from .data.annotations import AnnotationError
 from .data.video import VideoError
 
 # %% auto #0
-__all__ = ['cmd_synth', 'cmd_validate', 'cmd_convert', 'cmd_anchors', 'cmd_models', 'cmd_eval', 'cmd_train', 'cmd_detect',
-           'cmd_report', 'build_parser', 'main']
+__all__ = ['FORMAT_NAMES', 'cmd_synth', 'cmd_validate', 'cmd_convert', 'cmd_anchors', 'cmd_models', 'cmd_eval', 'cmd_train',
+           'cmd_detect', 'cmd_report', 'build_parser', 'main']
 
 # %% ../nbs/30_cli.ipynb #dc0cc8b5
-def _kv(items) -> dict:
-    "Parse `key=value` options (values as JSON when possible: numbers, booleans, lists)."
+def _kv(items, opt: str = '-o') -> dict:
+    "Parse `key=value` options given with `opt` (values as JSON when possible: numbers, booleans, lists)."
     out = {}
     for it in items or []:
-        if '=' not in it: raise ConfigError(f'option {it!r} must look like key=value')
+        if '=' not in it or not it.split('=', 1)[0].strip(): raise ConfigError(f'{opt} {it!r}: must look like KEY=VALUE')
         k, v = it.split('=', 1)
         try: out[k.replace('-', '_')] = json.loads(v)
-        except json.JSONDecodeError: out[k.replace('-', '_')] = v
+        except (json.JSONDecodeError, RecursionError): out[k.replace('-', '_')] = v
     return out
 
 def _size(s: str) -> tuple:
+    "`WxH` → `(W, H)` (positive integers; their range is checked where the size is used)."
     try: w, h = (int(x) for x in s.lower().split('x'))
-    except ValueError: raise argparse.ArgumentTypeError(f'size must look like 320x240, got {s!r}') from None
+    except ValueError: raise argparse.ArgumentTypeError(f'must look like 320x240 (WxH, positive integers), got {s!r}') from None
+    if w < 1 or h < 1: raise argparse.ArgumentTypeError(f'width and height must be >= 1 (got {s!r})')
     return (w, h)
+
+def _number(kind=float, lo=None, hi=None, lo_open: bool = False, words: str = None):
+    "An argparse type: a finite `kind` number within `[lo, hi]` (`(lo, hi]` with `lo_open`); the range is in the message."
+    what = words or (('an integer' if kind is int else 'a number') + (f" {'>' if lo_open else '>='} {lo}" if lo is not None else '')
+                     + (f"{' and' if lo is not None else ''} <= {hi}" if hi is not None else ''))
+    def conv(s: str):
+        try: v = kind(s)
+        except ValueError: v = None
+        if v is None or (kind is float and not math.isfinite(v)) or (lo is not None and (v <= lo if lo_open else v < lo)) \
+           or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f'must be {what} (got {s!r})')
+        return v
+    conv.words = what
+    return conv
+
+def _run_name(s: str) -> str:
+    "An argparse type for a run name, which becomes file names: letters, digits, `_ . -`."
+    if not re.fullmatch(r'[A-Za-z0-9_.-]+', s) or set(s) == {'.'}:
+        raise argparse.ArgumentTypeError(f'must be letters, digits, _ . - (got {s!r})')
+    return s
+
+def _out_file(s: str) -> Path:
+    "An argparse type for a file to write: not an existing folder."
+    p = Path(s)
+    if p.is_dir(): raise argparse.ArgumentTypeError(f'{s} is a folder; give a file name')
+    return p
+
+class _Help(argparse.HelpFormatter):
+    "Help that ends each option with its default, unless it has none (or says it already)."
+    def _get_help_string(self, action):
+        h, d = action.help or '', action.default
+        if d in (None, False, argparse.SUPPRESS) or 'default' in h or not h: return h
+        return h + f" (default: {'x'.join(map(str, d)) if isinstance(d, tuple) else d})"
+
+class _Parser(argparse.ArgumentParser):
+    "An argument parser whose errors are one line, `<option>: <what is wrong>` (exit 2), and whose help shows defaults."
+    def __init__(self, *a, **kw):
+        kw.setdefault('formatter_class', _Help)
+        super().__init__(*a, **kw)
+    def error(self, message: str):
+        m = re.match(r'argument ([^:]+): (.*)', message, re.S)
+        self.exit(2, (f"{m[1].split('/')[-1]}: {m[2]}" if m else f'{self.prog}: {message}') + '\n')
+
+def _count(n: int, word: str, plural: str = None) -> str: return f"{n} {word if n == 1 else plural or word + 's'}"
+
+def _summary(ds) -> str: return f"{_count(len(ds.videos), 'video')}, {_count(len(ds.tubes), 'tube')}, {_count(ds.num_classes, 'class', 'classes')}"
 
 # %% ../nbs/30_cli.ipynb #517926a8
 _SYNTH_KNOBS = ('minutes', 'seed', 'fps', 'size', 'views', 'classes', 'imbalance', 'paired', 'workers', 'idle', 'segment_minutes',
@@ -40,17 +88,13 @@ def cmd_synth(a) -> int:
     from restaurant_actions.data.annotations import dataset_stats
     kw = {k: getattr(a, k) for k in _SYNTH_KNOBS if getattr(a, k) is not None}
     cfg = SynthConfig.preset(a.difficulty, **kw) if a.difficulty else SynthConfig(**kw)
-    ds = make_synthetic(a.out, cfg, progress=not a.quiet)
+    ds = make_synthetic(a.out, cfg, progress=not a.quiet, overwrite=a.overwrite)
     st = dataset_stats(ds)
-    print(f"wrote {a.out}: {st['num_videos']} videos, {st['num_clips']} clips in {st['classes_with_clips']} classes, "
+    print(f"wrote {a.out}: {_count(st['num_videos'], 'video')}, {_count(st['num_clips'], 'clip')} in {_count(st['classes_with_clips'], 'class', 'classes')}, "
           f"{st['minutes']:.2f} min, {100 * st['idle_fraction']:.0f}% of frames without action")
     return 0
 
 # %% ../nbs/30_cli.ipynb #548d16f8
-def _count(n: int, word: str, plural: str = None) -> str: return f"{n} {word if n == 1 else plural or word + 's'}"
-
-def _summary(ds) -> str: return f"{_count(len(ds.videos), 'video')}, {_count(len(ds.tubes), 'tube')}, {_count(ds.num_classes, 'class', 'classes')}"
-
 def _notes(ds):
     for n in ds.meta.get('notices', []): print(f'note: {n}')
     if ds.meta.get('annotations_only'): print('note: annotations only (written by convert --annotations-only): videos not checked')
@@ -91,8 +135,7 @@ def cmd_anchors(a) -> int:
 # %% ../nbs/30_cli.ipynb #ef501a8b
 def cmd_models(a) -> int:
     from restaurant_actions.models.registry import list_models, model_table
-    names = [n for n in list_models(a.family) if not n.startswith('_')]
-    if a.only: names = [n for n in names if n in a.only]
+    names = list_models(a.family, only=a.only) if a.only else [n for n in list_models(a.family) if not n.startswith('_')]
     rows = model_table(names, size=a.size, T=a.T, time_it=a.time, num_classes=a.classes)
     print(f"{'model':24s} {'family':9s} {'params':>13s} {'GFLOPs/frame':>13s}" + (f" {'ms/frame':>9s}" if a.time else '')
           + f"   input {a.size[0]}x{a.size[1]}, batch 1 (sequences: per frame; clips: per key frame)")
@@ -114,9 +157,11 @@ def cmd_eval(a) -> int:
         from restaurant_actions.data.annotations import load_dataset
         from restaurant_actions.data.splits import block_split
         from restaurant_actions.data.video import FrameCache
-        from restaurant_actions.evaluate import evaluate
+        from restaurant_actions.evaluate import check_evaluate, evaluate
+        from restaurant_actions.metrics import metrics_to_json
         from restaurant_actions.models.registry import load_checkpoint
-        if a.data is None: raise ConfigError('eval CHECKPOINT needs --data DATASET (a native dataset folder)')
+        if a.data is None: raise ConfigError('--data: eval CHECKPOINT needs --data DATASET (a native dataset folder)')
+        check_evaluate(part=a.part, every=a.every)
         from restaurant_actions.study import prepare_data
         model, ck = load_checkpoint(a.checkpoint)
         spec = ck['model_spec']
@@ -126,45 +171,50 @@ def cmd_eval(a) -> int:
         if missing: raise ConfigError(f'{a.checkpoint}: classes {missing[:3]} of the model are not classes of {a.data}')
         cmap = None if names == ds.classes else {ds.classes.index(c): i for i, c in enumerate(names)}
         r = evaluate(model, ds, cache, split, a.part, every=a.every, class_map=cmap, progress=not a.quiet, frame_step=spec.get('frame_step'))
-        for c, ap in r['AP'].items(): print(f"class {c} {names[c]}: AP {ap:.4f} ({r['n_gt'][c]} GT)")
+        for c, ap in r['AP'].items(): print(f"class {c} {names[c]}: " + (f"AP {ap:.4f} ({r['n_gt'][c]} GT)" if r['n_gt'][c] else 'no ground truth in this part'))
         print(f"frame-mAP@0.5 = {r['mAP']:.4f}; localization recall {r['localization_recall']:.3f}, "
               f"classification accuracy {r['classification_accuracy']:.3f} on {r['frames']} {a.part} frames")
-        if a.json: save_json(r, a.json, indent=1)
+        if a.json: save_json(metrics_to_json(r), a.json, indent=1)
         return 0
-    from restaurant_actions.metrics import frame_map_from_folders
-    if not (a.gt and a.det): raise ConfigError('eval needs a CHECKPOINT with --data, or --gt DIR and --det DIR (frame-mAP folders in the YOWO layout)')
+    from restaurant_actions.metrics import frame_map_from_folders, metrics_to_json
+    if not (a.gt and a.det): raise ConfigError('eval: needs a CHECKPOINT with --data, or --gt DIR and --det DIR (frame-mAP folders in the YOWO layout)')
     r = frame_map_from_folders(a.gt, a.det, iou=a.iou, rule=a.rule, interp=a.interp, pixel_inclusive=not a.no_plus_one)
     for c, ap in r['AP'].items():
         print(f"class {c}: AP {ap:.4f}  ({r['n_gt'][c]} GT, {r['tp'][c]} TP, {r['fp'][c]} FP)")
     print(f"frame-mAP@{a.iou} = {r['mAP']:.4f} over {sum(1 for c in r['AP'] if r['n_gt'][c] > 0)} classes")
     if a.json:
-        save_json(dict(mAP=r['mAP'], AP={str(c): v for c, v in r['AP'].items()}, n_gt={str(c): v for c, v in r['n_gt'].items()},
-                       iou=a.iou, rule=a.rule, interp=a.interp), a.json, indent=1)
+        save_json(metrics_to_json(dict(mAP=r['mAP'], AP={str(c): v for c, v in r['AP'].items()}, n_gt={str(c): v for c, v in r['n_gt'].items()},
+                       iou=a.iou, rule=a.rule, interp=a.interp)), a.json, indent=1)
     return 0
 
 # %% ../nbs/30_cli.ipynb #c3a4355b
 def cmd_train(a) -> int:
     from restaurant_actions.core import runs_dir, save_json
+    from restaurant_actions.data.annotations import load_dataset
     from restaurant_actions.experiments import PROFILES, default_dataset, get_profile
-    from restaurant_actions.study import prepare_data, top_classes, train_config
+    from restaurant_actions.study import check_trainable, prepare_data, top_classes, train_config
     from restaurant_actions.train import Trainer, TrainConfig
-    if a.config in PROFILES:
+    sets = _kv(a.set, '--set')
+    if a.config in PROFILES:                  # the configuration is checked before the (slow) frame cache is built
         prof = get_profile(a.config)
-        ds, cache, split = prepare_data(a.data or default_dataset(a.config, progress=not a.quiet), prof.input_size, not a.quiet)
+        data = a.data or default_dataset(a.config, progress=not a.quiet)
+        ds = check_trainable(load_dataset(data), data)
         cfg = train_config(prof, a.role, top_classes(ds, a.top_k), a.seed, **({'backbone_3d': a.backbone} if a.backbone else {}))
     else:
         if not Path(a.config).is_file():
             raise ConfigError(f"{a.config}: neither a profile ({', '.join(PROFILES)}) nor a TrainConfig JSON file")
         cfg = TrainConfig.from_json(Path(a.config))
-        if a.data is None: raise ConfigError('train CONFIG.json needs --data DATASET (a native dataset folder)')
-        ds, cache, split = prepare_data(a.data, cfg.input_size, not a.quiet)
-    cfg = cfg.replace(**_kv(a.set)).check()
+        if a.data is None: raise ConfigError('--data: train CONFIG.json needs --data DATASET (a native dataset folder)')
+        data = a.data
+    cfg = cfg.replace(**sets).check()
+    ds, cache, split = prepare_data(data, cfg.input_size, not a.quiet)
     out = Path(a.out or runs_dir()/'train'/a.name)
     tr = Trainer(cfg, ds, cache, split, out, name=a.name, progress=not a.quiet)
     if tr.last_path.exists() and not a.resume:
-        raise ConfigError(f'{tr.last_path} exists: pass --resume to continue that run, or choose another --out')
+        raise ConfigError(f'{tr.last_path}: exists: pass --resume to continue that run, or choose another --out')
+    if a.resume: tr.resume()                  # refuses another configuration before anything is written
     save_json(cfg.to_dict(), out/f'{a.name}.config.json', indent=1)
-    s = tr.fit(resume=a.resume)
+    s = tr.fit()
     print(f"{a.name}: {s['steps']} steps ({s['skipped']} skipped), loss {s['first_loss']:.4g} → {s['last_loss']:.4g}, "
           f"held-out frame-mAP {s['best']['mAP']:.4f}; checkpoint {tr.best_path}")
     return 0
@@ -176,7 +226,7 @@ def cmd_detect(a) -> int:
     if a.fast: opts = InferenceOptions(compile=a.compile, amp=a.amp)
     else: opts = InferenceOptions.plain().replace(compile=a.compile)
     detect_video(src, a.weights, a.out, stride=a.stride, batch=a.batch, conf_thresh=a.conf, size=a.size, T=a.T,
-                 device=a.device, fast=opts, max_frames=a.max_frames, max_det=a.max_det, video=not a.no_video, cvat=a.cvat,
+                 device=a.device, fast=opts, max_frames=a.max_frames, max_det=a.max_det, video=not a.no_video, cvat=a.cvat, overwrite=a.overwrite,
                  progress=not a.quiet)
     return 0
 
@@ -184,7 +234,7 @@ def cmd_detect(a) -> int:
 def cmd_report(a) -> int:
     from restaurant_actions.experiments import run_report
     s = run_report(a.profile, out=a.out, notebooks=a.notebooks, only=a.only, resume=a.resume,
-                   parameters=_kv(a.param), timeout=a.timeout, progress=not a.quiet)
+                   parameters=_kv(a.param, '--param'), timeout=a.timeout, progress=not a.quiet)
     failed = [n for n, e in s['experiments'].items() if e['status'] != 'ok']
     for n, e in s['experiments'].items():
         print(f"{e['status']:>6}  {n}  ({e['seconds']:.1f} s){'  ' + e['error'].splitlines()[0] if e.get('error') else ''}")
@@ -192,137 +242,192 @@ def cmd_report(a) -> int:
     return 1 if failed else 0
 
 # %% ../nbs/30_cli.ipynb #033835b0
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='restaurant-actions', description='Spatiotemporal action detection in restaurant video.')
-    sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND')
+FORMAT_NAMES = ('native', 'yowo', 'ava', 'cvat')
+_SYNTH_HELP = dict(   # knob: (argparse type, what it does); the valid range comes from SynthConfig._ranges, the default from SynthConfig
+    minutes=(float, 'footage per view'), seed=(int, 'random seed: the same seed gives the same dataset'),
+    fps=(float, 'frame rate of the videos'), size=(_size, 'frame size WxH, e.g. 320x240'),
+    views=(int, 'camera views of the same counter'), classes=(int, 'number of action classes used (most frequent first)'),
+    imbalance=(float, 'Zipf exponent of the class frequencies (0: balanced)'), workers=(int, 'workers acting at the counter at once'),
+    idle=(float, 'target fraction of frames without action'), segment_minutes=(float, 'length of each video file'),
+    scene=(int, 'another scene is another restaurant (layout, colours, cameras)'),
+    speed=(float, 'hand speed multiplier (lower: subtler motion)'), pauses=(float, 'probability that a moving action stops half-way'),
+    clutter=(int, 'extra objects on the counter'), occluders=(int, 'extra arms wandering over the counter'),
+    jitter=(float, 'camera shake in pixels'), lookalikes=(int, 'look-alike pairs kept identical frame by frame'),
+    noise=(float, 'sensor noise sigma (grey levels)'), flicker=(float, 'lighting flicker amplitude (relative)'),
+    label_noise=(float, 'fraction of action clips given a wrong class'))
 
-    s = sub.add_parser('synth', help='generate the synthetic restaurant (native dataset)')
-    s.add_argument('--out', required=True, type=Path, help='output folder')
-    s.add_argument('--minutes', type=float, help='footage per view'); s.add_argument('--seed', type=int)
-    s.add_argument('--fps', type=float); s.add_argument('--size', type=_size, help='WxH, e.g. 320x240')
-    s.add_argument('--views', type=int, help='camera views of the same counter')
-    s.add_argument('--classes', type=int, help='number of action classes used (most frequent first)')
-    s.add_argument('--imbalance', type=float, help='Zipf exponent of class frequencies (0: balanced)')
+class _TrainParser(_Parser):
+    "The `train` parser: its help lists the `--set` keys (imported only when help is asked for: torch is slow to import)."
+    def format_help(self) -> str:
+        from restaurant_actions.train import TrainConfig
+        keys = ', '.join(f.name for f in dataclasses.fields(TrainConfig))
+        return super().format_help() + f'\n--set keys (TrainConfig fields): {keys}\n'
+
+def build_parser() -> argparse.ArgumentParser:
+    "The `restaurant-actions` parser: every option with its help, valid range and default."
+    from restaurant_actions.data.synthetic import SynthConfig
+    p = _Parser(prog='restaurant-actions', description='Spatiotemporal action detection in restaurant video.')
+    sub = p.add_subparsers(dest='cmd', required=True, metavar='COMMAND', parser_class=_Parser)
+
+    s = sub.add_parser('synth', help='generate the synthetic restaurant (native dataset)',
+                       description='Generate the synthetic restaurant into a new folder (a native dataset).')
+    s.add_argument('--out', required=True, type=Path, help='output folder (new, or an earlier output with --overwrite)')
+    s.add_argument('--overwrite', action='store_true', help='replace an earlier synth output in --out (never other files)')
+    s.add_argument('--difficulty', choices=('easy', 'medium', 'hard'), help='preset of the knobs below (they override it)')
+    d0, rng = SynthConfig(), SynthConfig._ranges
+    for k, (tp, what) in _SYNTH_HELP.items():
+        default = 'x'.join(map(str, getattr(d0, k))) if k == 'size' else getattr(d0, k)
+        s.add_argument(f"--{k.replace('_', '-')}", type=_number(tp, words=rng[k][0] if k in rng else None) if tp in (int, float) else tp,
+                       metavar='WxH' if k == 'size' else None,
+                       help=f"{what} ({rng[k][0] if k in rng else 'any'}; default {default})")
     s.add_argument('--unpaired', dest='paired', action='store_const', const=False,
                    help="a look-alike pair's put-down keeps its own rank's frequency (default: as frequent as its pick-up)")
-    s.add_argument('--workers', type=int); s.add_argument('--idle', type=float, help='target fraction of frames without action')
-    s.add_argument('--segment-minutes', type=float, help='length of each video file')
-    s.add_argument('--scene', type=int, help='another scene = another restaurant (layout, colours, cameras)')
-    s.add_argument('--difficulty', choices=('easy', 'medium', 'hard'), help='preset of the knobs below (they override it)')
-    s.add_argument('--speed', type=float, help='hand speed multiplier (lower: subtler motion)')
-    s.add_argument('--pauses', type=float, help='probability that a moving action stops half-way')
-    s.add_argument('--clutter', type=int, help='extra objects on the counter'); s.add_argument('--occluders', type=int, help='extra wandering arms')
-    s.add_argument('--jitter', type=float, help='camera shake in pixels')
-    s.add_argument('--lookalikes', type=int, help='look-alike pairs kept identical frame by frame (0-6)')
-    s.add_argument('--noise', type=float, help='sensor noise sigma'); s.add_argument('--flicker', type=float)
-    s.add_argument('--label-noise', type=float, help='fraction of clips given a wrong class')
-    s.add_argument('-q', '--quiet', action='store_true'); s.set_defaults(fn=cmd_synth)
+    s.add_argument('-q', '--quiet', action='store_true', help='no progress bar'); s.set_defaults(fn=cmd_synth)
 
-    s = sub.add_parser('validate', help='check an annotation set; prints every problem (exit 2 when invalid)')
-    s.add_argument('path', type=Path); s.add_argument('--format', choices=('native', 'yowo', 'ava', 'cvat'))
+    s = sub.add_parser('validate', help='check an annotation set; prints every problem (exit 2 when invalid)',
+                       description='Read and check annotations in any supported format; every problem is listed, one a line.')
+    s.add_argument('path', type=Path, help='a native dataset folder, a YOWO folder, an AVA .csv, a CVAT .xml or a folder of them')
+    s.add_argument('--format', choices=FORMAT_NAMES, help='the format of PATH (default: detected)')
     s.add_argument('--no-check-files', action='store_true', help='do not check that the videos exist and decode')
     s.add_argument('-o', '--option', action='append', metavar='KEY=VALUE',
                    help='reader option, e.g. fps=25, media_dir=DIR (CVAT), start_second=900 (AVA); repeatable')
     s.set_defaults(fn=cmd_validate)
 
-    s = sub.add_parser('convert', help='convert between annotation formats')
-    s.add_argument('src', type=Path); s.add_argument('dst', type=Path)
-    s.add_argument('--from', dest='src_fmt', choices=('native', 'yowo', 'ava', 'cvat'), help='default: detected')
-    s.add_argument('--to', dest='dst_fmt', choices=('native', 'yowo', 'ava', 'cvat'), default='native')
-    s.add_argument('--overwrite', action='store_true', help='replace a non-empty DST')
+    s = sub.add_parser('convert', help='convert between annotation formats',
+                       description='Convert annotations (and link their media) into a new folder, all or nothing.')
+    s.add_argument('src', type=Path, help='the annotations to convert (as for validate)')
+    s.add_argument('dst', type=Path, help='output folder: new, or an earlier convert output with --overwrite; never SRC, inside it or holding it')
+    s.add_argument('--from', dest='src_fmt', choices=FORMAT_NAMES, help='the format of SRC (default: detected)')
+    s.add_argument('--to', dest='dst_fmt', choices=FORMAT_NAMES, default='native', help='the format to write')
+    s.add_argument('--overwrite', action='store_true', help='replace an earlier output of restaurant-actions in DST (never other files)')
     s.add_argument('--annotations-only', action='store_true',
                    help='convert even though the videos are missing (the native dataset is marked annotations-only)')
     s.add_argument('-o', '--option', action='append', metavar='KEY=VALUE',
                    help='reader/writer option, e.g. fps=25, media_dir=DIR (CVAT), fill_gap=2 (to CVAT); repeatable')
     s.set_defaults(fn=cmd_convert)
 
-    s = sub.add_parser('anchors', help='k-means anchors (1 - IoU) for a dataset, in cfg form')
-    s.add_argument('dataset', type=Path); s.add_argument('-k', type=int, default=5, help='number of anchors (default 5)')
+    s = sub.add_parser('anchors', help='k-means anchors (1 - IoU) for a dataset, in cfg form',
+                       description="k-means anchors (1 - IoU distance) of a dataset's boxes at the network input size.")
+    s.add_argument('dataset', type=Path, help='annotations in any supported format (as for validate)')
+    s.add_argument('-k', type=_number(int, 1, 64), default=5, help='number of anchors (1..64)')
     s.add_argument('--kind', choices=('yowo', 'yolov3'), default='yowo', help='yowo: grid units; yolov3: input pixels, 3 scales')
-    s.add_argument('--input-size', type=_size, help='network input WxH (default 224x224 for yowo, 416x416 for yolov3)')
-    s.add_argument('--format', choices=('native', 'yowo', 'ava', 'cvat')); s.add_argument('--seed', type=int, default=0)
-    s.add_argument('--json', type=Path, help='also write the result as JSON')
+    s.add_argument('--input-size', type=_size, metavar='WxH', help='network input (multiples of 32; default 224x224 for yowo, 416x416 for yolov3)')
+    s.add_argument('--format', choices=FORMAT_NAMES, help='the format of DATASET (default: detected)')
+    s.add_argument('--seed', type=_number(int, 0, 2**32 - 1), default=0, help='k-means seed')
+    s.add_argument('--json', type=_out_file, metavar='FILE', help='also write the result as JSON')
     s.set_defaults(fn=cmd_anchors)
 
-    s = sub.add_parser('models', help='list the registered models with parameters and GFLOPs')
-    s.add_argument('--size', type=_size, default=(416, 416), help='input WxH (default 416x416)')
-    s.add_argument('--T', type=int, help="frames per sequence/clip (default: the model's own, else 8)")
-    s.add_argument('--classes', type=int, help="number of classes (default: the builder's, e.g. 80 for YOLOv3, 24 for YOWO)")
-    s.add_argument('--family', choices=('frame', 'sequence', 'clip')); s.add_argument('--only', nargs='+')
+    s = sub.add_parser('models', help='list the registered models with parameters and GFLOPs',
+                       description='The registered models with their parameter counts and forward GFLOPs.')
+    s.add_argument('--size', type=_size, default=(416, 416), metavar='WxH', help='input size (multiples of 32)')
+    s.add_argument('--T', type=_number(int), help="frames per sequence/clip (>= 1; default: the model's own, else 8)")
+    s.add_argument('--classes', type=_number(int), help="number of classes (>= 1; default: the builder's, e.g. 80 for YOLOv3, 24 for YOWO)")
+    s.add_argument('--family', choices=('frame', 'sequence', 'clip'), help='only models of this family (default: all)')
+    s.add_argument('--only', nargs='+', metavar='NAME', help='only these models (default: all)')
     s.add_argument('--time', action='store_true', help='also time one forward pass at batch 1')
-    s.add_argument('--json', type=Path); s.set_defaults(fn=cmd_models)
+    s.add_argument('--json', type=_out_file, metavar='FILE', help='also write the table as JSON'); s.set_defaults(fn=cmd_models)
 
-    s = sub.add_parser('eval', help='score a checkpoint on a dataset, or detection files against ground truth (YOWO layout)')
+    s = sub.add_parser('eval', help='score a checkpoint on a dataset, or detection files against ground truth (YOWO layout)',
+                       description='Frame-mAP of a checkpoint on a dataset, or of detection files against ground-truth files.')
     s.add_argument('checkpoint', type=Path, nargs='?', help='a restaurant_actions checkpoint (.pt) to score on --data')
     s.add_argument('--data', type=Path, help='native dataset folder (with CHECKPOINT)')
-    s.add_argument('--part', default='test', choices=('test', 'train', 'annotated'), help='split part scored (default test)')
-    s.add_argument('--size', type=_size, help="input WxH of the model (default: the checkpoint's)")
-    s.add_argument('--every', type=int, default=1, help='score one key frame in N')
-    s.add_argument('-q', '--quiet', action='store_true')
-    s.add_argument('--gt', type=Path, help='ground-truth folder'); s.add_argument('--det', type=Path, help='detections folder')
-    s.add_argument('--iou', type=float, default=0.5); s.add_argument('--rule', choices=('voc', 'unmatched'), default='voc',
-                   help="matching: 'voc' = the official evaluator (default), 'unmatched' = COCOeval")
-    s.add_argument('--interp', choices=('voc', 'coco'), default='voc', help='all-point VOC (default) or COCO 101-point AP')
+    s.add_argument('--part', default='test', choices=('test', 'train', 'annotated'), help='split part scored')
+    s.add_argument('--size', type=_size, metavar='WxH', help="input size of the model (multiples of 32; default: the checkpoint's)")
+    s.add_argument('--every', type=_number(int), default=1, help='score one key frame in N (>= 1)')
+    s.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
+    s.add_argument('--gt', type=Path, help='ground-truth folder (YOWO frame-mAP layout)'); s.add_argument('--det', type=Path, help='detections folder')
+    s.add_argument('--iou', type=_number(float), default=0.5, help='IoU threshold of a match (> 0 and <= 1)')
+    s.add_argument('--rule', choices=('voc', 'unmatched'), default='voc', help="matching: 'voc' = the official evaluator, 'unmatched' = COCOeval")
+    s.add_argument('--interp', choices=('voc', 'coco'), default='voc', help='all-point VOC or COCO 101-point AP')
     s.add_argument('--no-plus-one', action='store_true', help='IoU without the +1-pixel area convention')
-    s.add_argument('--json', type=Path, help='write the metrics as JSON'); s.set_defaults(fn=cmd_eval)
+    s.add_argument('--json', type=_out_file, metavar='FILE', help='write the metrics as JSON'); s.set_defaults(fn=cmd_eval)
 
-    s = sub.add_parser('train', help='train a model (a profile role, or a TrainConfig JSON) with checkpoints and exact resume')
+    s = sub.add_parser('train', help='train a model (a profile role, or a TrainConfig JSON) with checkpoints and exact resume',
+                       description='Train a model with checkpoints and exact resume.')
+    s.__class__ = _TrainParser                                              # its help also lists the --set keys
     s.add_argument('config', help='profile name (smoke, quick, full) or a TrainConfig JSON file')
-    s.add_argument('--role', choices=('frame', 'sequence', 'yowo'), default='frame', help='with a profile: which model (default frame)')
+    s.add_argument('--role', choices=('frame', 'sequence', 'yowo'), default='frame', help='with a profile: which model')
     s.add_argument('--backbone', help="with --role yowo: the 3D backbone (default: the profile's last)")
     s.add_argument('--data', type=Path, help="native dataset folder (default: the profile's synthetic restaurant)")
-    s.add_argument('--top-k', type=int, default=24, help='with a profile: train on the K most frequent classes (default 24)')
-    s.add_argument('--seed', type=int, default=0); s.add_argument('--name', default='model', help='run name (file names)')
-    s.add_argument('--set', nargs='*', metavar='KEY=VALUE', help='TrainConfig fields to change, e.g. steps=500 lr=0.001')
+    s.add_argument('--top-k', type=_number(int), default=24, help='with a profile: train on the K most frequent classes (>= 1)')
+    s.add_argument('--seed', type=_number(int, 0, 2**32 - 1), default=0, help='random seed')
+    s.add_argument('--name', default='model', type=_run_name, help='run name: the file names of the run ([A-Za-z0-9_.-])')
+    s.add_argument('--set', nargs='*', metavar='KEY=VALUE', help='TrainConfig fields to change, e.g. steps=500 lr=0.001 (keys: see the end)')
     s.add_argument('--out', type=Path, help='output folder (default runs/train/NAME)')
     s.add_argument('--resume', action='store_true', help='continue the run in --out exactly where it stopped')
-    s.add_argument('-q', '--quiet', action='store_true'); s.set_defaults(fn=cmd_train)
+    s.add_argument('-q', '--quiet', action='store_true', help='no progress bar'); s.set_defaults(fn=cmd_train)
 
-    s = sub.add_parser('detect', help='detect actions on a video file, camera or stream: CSV, tubes JSON, annotated video')
+    s = sub.add_parser('detect', help='detect actions on a video file, camera or stream: CSV, tubes JSON, annotated video',
+                       description='Streaming detection on a video file, frame folder, camera or stream.')
     s.add_argument('source', help='video file, frame folder, camera index (0) or URL (rtsp://...)')
     s.add_argument('--weights', required=True, type=Path, help='a restaurant_actions checkpoint (.pt) of any family')
     s.add_argument('--out', type=Path, help='output folder (default runs/detect/<video name>)')
-    s.add_argument('--stride', type=int, default=1, help='detect on every N-th frame (default 1)')
-    s.add_argument('--batch', type=int, default=1, help='key frames (clips) per forward pass (default 1)')
-    s.add_argument('--conf', type=float, default=0.25, help='score threshold (default 0.25)')
-    s.add_argument('--size', type=_size, help="network input WxH (default: the checkpoint's)")
-    s.add_argument('--T', type=int, help="clip / sub-sequence length (default: the checkpoint's)")
+    s.add_argument('--overwrite', action='store_true', help='replace an earlier detect output in --out (never other files)')
+    s.add_argument('--stride', type=_number(int), default=1, help='detect on every N-th frame (>= 1)')
+    s.add_argument('--batch', type=_number(int), default=1, help='key frames (clips) per forward pass (>= 1)')
+    s.add_argument('--conf', type=_number(float), default=0.25, help='score threshold (0..1)')
+    s.add_argument('--size', type=_size, metavar='WxH', help="network input size (multiples of 32; default: the checkpoint's)")
+    s.add_argument('--T', type=_number(int), help="clip / sub-sequence length (>= 1; default: the checkpoint's)")
     s.add_argument('--device', help='cpu, cuda, cuda:1 (default: cuda if available)')
     s.add_argument('--no-fast', dest='fast', action='store_false', help='plain eager fp32 (no BN folding, channels-last, autocast)')
-    s.add_argument('--amp', choices=('auto', 'off', 'fp16', 'bf16'), default='auto', help='autocast (default auto: fp16 on CUDA)')
+    s.add_argument('--amp', choices=('auto', 'off', 'fp16', 'bf16'), default='auto', help='autocast (auto: fp16 on CUDA)')
     s.add_argument('--compile', action='store_true', help='torch.compile the model (slow to start)')
-    s.add_argument('--max-frames', type=int, help='stop after this frame number (cameras and streams)')
-    s.add_argument('--max-det', type=int, help="at most this many boxes per frame (default: the model's)")
+    s.add_argument('--max-frames', type=_number(int), help='stop after this frame number (>= 1; cameras and streams)')
+    s.add_argument('--max-det', type=_number(int), help="at most this many boxes per frame (>= 1; default: the model's)")
     s.add_argument('--no-video', action='store_true', help='do not write annotated.mp4')
-    s.add_argument('--cvat', type=Path, metavar='FILE.xml', help='also write the tubes as a CVAT for video 1.1 file (pre-annotations to import into the video\'s CVAT task)')
+    s.add_argument('--cvat', type=_out_file, metavar='FILE.xml', help="also write the tubes as a CVAT for video 1.1 file (pre-annotations to import into the video's CVAT task)")
     s.add_argument('-q', '--quiet', action='store_true', help='no progress bar'); s.set_defaults(fn=cmd_detect)
 
-    s = sub.add_parser('report', help='run the experiment notebooks with papermill into runs/<profile>/')
-    s.add_argument('--profile', default='quick', choices=('smoke', 'quick', 'full'))
-    s.add_argument('--out', type=Path, help='default: runs/<profile>')
-    s.add_argument('--only', nargs='+', help='experiment names or name prefixes (e.g. 00 02_yolo)')
+    s = sub.add_parser('report', help='run the experiment notebooks with papermill into runs/<profile>/',
+                       description='Run the experiment notebooks with papermill and write the report.')
+    s.add_argument('--profile', default='quick', choices=('smoke', 'quick', 'full'),
+                   help='smoke: seconds; quick: the whole report in about 20 minutes on 2 CPU cores; full: the study at scale on a GPU')
+    s.add_argument('--out', type=Path, help='output folder (default: runs/<profile>)')
+    s.add_argument('--only', nargs='+', metavar='NAME', help='experiment names or name prefixes (e.g. 00 02_yolo; default: all)')
     s.add_argument('--resume', action='store_true', help='skip experiments already done with the same parameters')
-    s.add_argument('-p', '--param', action='append', help='extra notebook parameter key=value')
-    s.add_argument('--timeout', type=int, help='per-cell timeout in seconds')
-    s.add_argument('--notebooks', type=Path, help='folder of experiment notebooks (default nbs/experiments)')
-    s.add_argument('-q', '--quiet', action='store_true'); s.set_defaults(fn=cmd_report)
+    s.add_argument('-p', '--param', action='append', metavar='KEY=VALUE', help='extra notebook parameter (e.g. seed=1); repeatable')
+    s.add_argument('--timeout', type=_number(int), help='per-cell timeout in seconds (>= 1; default: none)')
+    s.add_argument('--notebooks', type=Path, help='folder of experiment notebooks (default: nbs/experiments)')
+    s.add_argument('-q', '--quiet', action='store_true', help='no progress bar'); s.set_defaults(fn=cmd_report)
+    for name, sp in sub.choices.items(): sp.set_defaults(_parser=sp)
     return p
 
+_ALIASES = dict(conf_thresh='--conf', parameters='--param', backbone_3d='--backbone', num_classes='--classes')   # library names of options
+
+def _where(message: str, a) -> str:
+    "A library message `field: ...` as the user typed it: `--field: ...` for an option of the command, `--set field: ...`."
+    head, sep, rest = message.partition(': ')
+    try: sets = _kv(getattr(a, 'set', None) or [])
+    except ConfigError: sets = {}
+    given = {str(v) for v in vars(a).values() if isinstance(v, (str, Path))}     # a path the user named stays as it is
+    if not sep or head in given or not head.isidentifier(): return message
+    if head in _ALIASES: return f'{_ALIASES[head]}{sep}{rest}'
+    opts = {}
+    for act in a._parser._actions:
+        if act.option_strings:
+            o = max(act.option_strings, key=len); opts[act.dest] = o; opts[o.lstrip('-').replace('-', '_')] = o
+    if head in opts: return f'{opts[head]}{sep}{rest}'
+    if head in sets: return f'--set {head}{sep}{rest}'
+    return message
+
 def main(argv=None) -> int:
-    "Entry point of `restaurant-actions`; returns the exit code."
+    "Entry point of `restaurant-actions`; returns the exit code (0 done, 2 bad input: one line each, 1 a failed run, 130 interrupted)."
     a = build_parser().parse_args(argv)
     try: return a.fn(a)
     except AnnotationError as e:
         for line in e.problems: print(line, file=sys.stderr)
         print(f"{len(e.problems)} problem{'s' if len(e.problems) != 1 else ''} found", file=sys.stderr)
         return 2
-    except (ConfigError, VideoError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as e:
-        print(f'error: {e}', file=sys.stderr)
+    except (ConfigError, VideoError) as e:
+        print(_where(str(e).strip().replace('\n', ' '), a), file=sys.stderr)
+        return 2
+    except OSError as e:            # a file the user named cannot be read or written: its name and the system's reason
+        print(f'{e.filename}: {e.strerror}' if e.filename else str(e), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         return 130
     except RuntimeError as e:
         if type(e).__name__ != 'TrainingError': raise
-        print(f'error: {e}', file=sys.stderr)
+        print(str(e), file=sys.stderr)
         return 1

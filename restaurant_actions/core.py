@@ -70,13 +70,14 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict, _where: str = None):
         "Build from a dictionary; unknown keys and wrong types raise `ConfigError` naming the field."
-        where = _where or cls.__name__
-        if not isinstance(d, dict): raise ConfigError(f"{where}: expected an object, got {d!r}")
+        where = cls.__name__ if _where is None else _where           # '': fields named plainly (`steps: ...`)
+        if not isinstance(d, dict): raise ConfigError(f"{where or cls.__name__}: expected an object, got {d!r}")
         hints = typing.get_type_hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
+        if unknown and not where: raise ConfigError(f"{unknown[0]}: not a field of {cls.__name__} (its fields: {', '.join(sorted(names))})")
         if unknown: raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
-        return cls(**{k: _convert(hints[k], v, f"{where}.{k}") for k, v in d.items()})
+        return cls(**{k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in d.items()})
 
     def to_json(self, path=None, indent=2) -> str:
         "JSON text; written atomically to `path` when given."
@@ -89,14 +90,17 @@ class Config:
     def from_json(cls, src):
         "Load from a JSON string or a path to a JSON file."
         p = Path(src) if not (isinstance(src, str) and src.lstrip().startswith('{')) else None
-        text = p.read_text() if p is not None else src
+        try: text = p.read_text(encoding='utf-8') if p is not None else src
+        except UnicodeDecodeError as e: raise ConfigError(f'{p}: not a JSON file (not UTF-8 text: {e.reason} at byte {e.start})') from None
+        except OSError as e: raise ConfigError(f'{p}: cannot read ({e.strerror})') from None
         try: d = json.loads(text)
         except json.JSONDecodeError as e: raise ConfigError(f"{p or 'json'}:{e.lineno}: {e.msg}") from None
+        except RecursionError: raise ConfigError(f"{p or 'json'}: nested too deeply") from None
         return cls.from_dict(d, _where=str(p) if p else None)
 
     def replace(self, **kw):
-        "Copy with some fields changed (validated like `from_dict`)."
-        return type(self).from_dict({**self.to_dict(), **_jsonable(kw)})
+        "Copy with some fields changed (validated like `from_dict`; errors name the field: `steps: expected int, got 'x'`)."
+        return type(self).from_dict({**self.to_dict(), **_jsonable(kw)}, _where='')
 
 # %% ../nbs/00_core.ipynb #f01e36f6
 def umask() -> int:

@@ -9,16 +9,21 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .core import ConfigError
 from .data.annotations import Dataset, mask_to_ranges
 from .data.datasets import ClipDataset, FrameDataset, collate_detections, to_tensor
-from .data.splits import Split
+from .data.splits import PARTS, Split
 from .data.video import FrameCache
-from .metrics import frame_ap, yowo_frame_measures
+from .metrics import check_param, frame_ap, is_int, is_real, yowo_frame_measures
 
 # %% auto #0
-__all__ = ['evaluate']
+__all__ = ['check_evaluate', 'evaluate']
 
 # %% ../nbs/20a_evaluate.ipynb #010dbb5d
+def _device(model) -> torch.device:
+    "The device of `model`'s parameters (the CPU for a model without any)."
+    return next((p.device for p in model.parameters()), torch.device('cpu'))
+
 def _sequence_frames(model, data: FrameDataset, T: int, progress: bool, frame_step: int = 1, **decode):
     "Yield `(video index, frame, detections)` of the key frames, running a sequence model over every frame of each contiguous run of the part, in order."
     if frame_step < 1: raise ValueError(f'frame_step={frame_step} must be >= 1')
@@ -32,21 +37,49 @@ def _sequence_frames(model, data: FrameDataset, T: int, progress: bool, frame_st
                 chain, state = np.arange(s + o, e + 1, frame_step), None
                 for a in range(0, len(chain), T):              # sub-sequences of T frames, state carried
                     idx = chain[a:a + T]
-                    raw, state = model(to_tensor(data.cache.clip(v.id, idx))[None], state)
+                    raw, state = model(to_tensor(data.cache.clip(v.id, idx))[None].to(_device(model)), state)
                     sel = np.flatnonzero(np.isin(idx, keys))   # decode only the key frames
                     if not len(sel): continue
                     raw = [r[sel] for r in raw] if isinstance(raw, (list, tuple)) else raw[sel]
                     for f, d in zip(idx[sel], model.decode(raw, **decode)): yield int(vi), int(f), d
 
+def check_evaluate(part: str = 'test', every: int = 1, batch_size: int = 8, conf_thresh: float = 0.005, T: int | None = None,
+                   frame_step: int | None = None) -> None:
+    "`ConfigError` `'<option>: must be <valid values> (got <value>)'` for the first of `evaluate`'s options out of its range."
+    check_param('part', part, 'one of ' + ', '.join(repr(p) for p in PARTS), lambda v: isinstance(v, str) and v in PARTS)
+    check_param('every', every, 'an integer >= 1', lambda v: is_int(v) and v >= 1)
+    check_param('batch_size', batch_size, 'an integer >= 1', lambda v: is_int(v) and v >= 1)
+    check_param('conf_thresh', conf_thresh, '>= 0 and <= 1', lambda v: is_real(v) and 0 <= v <= 1)
+    check_param('T', T, 'None or an integer >= 1', lambda v: v is None or is_int(v) and v >= 1)
+    check_param('frame_step', frame_step, 'None or an integer >= 1', lambda v: v is None or is_int(v) and v >= 1)
+
+def _check_scored(ds: Dataset, split: Split | None, part: str, frames: int, boxes: int, class_map) -> None:
+    "`ConfigError` when the part has no key frame, or no ground-truth box on its key frames: nothing that frame-mAP can score."
+    root = ds.root or 'the dataset'
+    what, lead, hint = (f'{part!r} frames', 'part: ', '; choose another part') if split is not None else ('annotated frames', f'{root}: ', '')
+    if not frames: raise ConfigError(f'{lead}no {what} to score in {root}{hint}')
+    if not boxes:
+        of = ' of the classes scored (class_map)' if class_map is not None else ''
+        raise ConfigError(f'{lead}none of the {frames} {what} scored in {root} holds a ground-truth box{of}, so frame-mAP is undefined{hint}')
+
 def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, part: str = 'test', every: int = 1,
              batch_size: int = 8, conf_thresh: float = 0.005, class_map: dict | None = None, T: int | None = None,
              progress: bool = True, raw: bool = False, frame_step: int | None = None, multi_label: bool = False) -> dict:
-    "Frame-mAP, per-class AP and YOWO's measures of `model` on the key frames of `part` (pixels of the cache size); `multi_label`: a box counts once per class (per-class scoring), not only for its best class."
+    """Frame-mAP, per-class AP and YOWO's measures of `model` on the key frames of `part` (pixels of the cache size); `multi_label`: a box
+    counts once per class (per-class scoring), not only for its best class. The options are checked first (`check_evaluate`);
+    a part without key frames or without ground-truth boxes is a `ConfigError` (its frame-mAP would be nan)."""
+    check_evaluate(part=part, every=every, batch_size=batch_size, conf_thresh=conf_thresh, T=T, frame_step=frame_step)
     family = (getattr(model, 'spec', None) or {}).get('family', 'frame')
     T = T or (getattr(model, 'spec', {}) or {}).get('kwargs', {}).get('T') or 16
     frame_step = frame_step or (getattr(model, 'spec', {}) or {}).get('frame_step') or 1   # the trained spacing (sequence; clip: its rate d)
     kw = dict(every=every, class_map=class_map)
     data = ClipDataset(ds, cache, split, part, T=T, d=frame_step, **kw) if family == 'clip' else FrameDataset(ds, cache, split, part, **kw)
+    n = 10 ** len(str(max([v.num_frames for v in ds.videos], default=0)))
+    gt_f, gt_c, gt_b = [], [], []
+    for vi, f in data.keys:           # the ground truth first: a part with nothing to score is refused before the model runs
+        b, c = data.labels(ds.videos[int(vi)].id, int(f))
+        gt_f += [int(vi) * n + int(f)] * len(b); gt_c += c.tolist(); gt_b += b.tolist()
+    _check_scored(ds, split, part, len(data.keys), len(gt_f), class_map)
     per_class = dict(multi_label=True) if multi_label else {}     # only asked of models that are asked for it
     was = model.training; model.eval()
     dets = []
@@ -55,15 +88,9 @@ def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, 
         else:
             key = 'clip' if family == 'clip' else 'image'
             for b in tqdm(DataLoader(data, batch_size, collate_fn=collate_detections), desc='evaluate', disable=not progress):
-                for v, f, d in zip(b['video'], b['frame'], model.decode(model(b[key]), conf_thresh=conf_thresh, **per_class)):
+                for v, f, d in zip(b['video'], b['frame'], model.decode(model(b[key].to(_device(model))), conf_thresh=conf_thresh, **per_class)):
                     dets.append((next(i for i, x in enumerate(ds.videos) if x.id == v), int(f), d))
     model.train(was)
-    vids = {v.id: i for i, v in enumerate(ds.videos)}
-    n = 10 ** len(str(max(v.num_frames for v in ds.videos)))
-    gt_f, gt_c, gt_b, per = [], [], [], []
-    for vi, f in data.keys[::1]:
-        b, c = data.labels(ds.videos[int(vi)].id, int(f))
-        gt_f += [int(vi) * n + int(f)] * len(b); gt_c += c.tolist(); gt_b += b.tolist()
     df, dc, ds_, db = [], [], [], []
     for vi, f, d in dets:
         k = len(d['scores']); df += [vi * n + f] * k; dc += d['classes'].tolist(); ds_ += d['scores'].tolist(); db += d['boxes'].tolist()

@@ -4,7 +4,8 @@
 
 # %% ../nbs/23_experiments.ipynb #327c9426
 from __future__ import annotations
-import dataclasses, json, os, re, shutil, sys, tempfile, time, traceback
+import ast, dataclasses, json, os, re, shutil, sys, tempfile, time, traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,10 +14,11 @@ from tqdm.auto import tqdm
 from .core import Config, ConfigError, atomic_write, data_dir, get_logger, project_root, runs_dir, save_json
 from .data.annotations import Dataset, load_dataset
 from .data.synthetic import SynthConfig, make_synthetic
+from .metrics import check_param, is_int, metrics_to_json
 
 # %% auto #0
-__all__ = ['PROFILES', 'Profile', 'get_profile', 'default_dataset', 'Experiment', 'setup_experiment', 'experiment_notebooks',
-           'run_report']
+__all__ = ['PROFILES', 'PARAMETERS', 'Profile', 'get_profile', 'default_dataset', 'Experiment', 'check_parameters',
+           'setup_experiment', 'experiment_notebooks', 'notebook_parameters', 'check_report', 'run_report']
 
 # %% ../nbs/23_experiments.ipynb #32ae0971
 @dataclass
@@ -100,8 +102,8 @@ PROFILES = {
 }
 
 def get_profile(name: str) -> Profile:
-    "The profile called `name`."
-    if name not in PROFILES: raise ConfigError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    "The profile called `name`; any other name is a `ConfigError` `'profile: must be one of ...'`."
+    check_param('profile', name, 'one of ' + ', '.join(repr(p) for p in PROFILES), lambda v: isinstance(v, str) and v in PROFILES)
     return PROFILES[name]
 
 # %% ../nbs/23_experiments.ipynb #899b698c
@@ -141,8 +143,8 @@ class Experiment:
         return load_dataset(self.data_dir)
 
     def save_metrics(self, metrics: dict) -> Path:
-        "Write `metrics.json` (atomically)."
-        save_json(metrics, self.out_dir/'metrics.json', indent=1)
+        "Write `metrics.json` (atomically) as strict JSON: nan (AP of a class without ground truth) becomes null (`metrics_to_json`)."
+        save_json(metrics_to_json(metrics), self.out_dir/'metrics.json', indent=1)
         return self.out_dir/'metrics.json'
 
     def savefig(self, fig, name: str) -> Path:
@@ -156,9 +158,22 @@ class Experiment:
             display(Image(data=path.read_bytes(), format='png'))
         return path
 
+PARAMETERS = {   # what the experiment notebooks' parameters take (profile and out_dir come from run_report itself)
+    'data_dir': ('None or a native dataset folder (with annotations.json)',
+                 lambda v: v is None or isinstance(v, (str, Path)) and str(v) != '' and (Path(v)/'annotations.json').is_file()),
+    'init_checkpoint': ('None or a checkpoint file that exists', lambda v: v is None or isinstance(v, (str, Path)) and Path(v).is_file()),
+    'seed': ('an integer >= 0', lambda v: is_int(v) and v >= 0),
+}
+
+def check_parameters(params: dict) -> None:
+    "`ConfigError` `'<name>: must be ... (got ...)'` for the first value in `params` outside its range in `PARAMETERS` (other names pass)."
+    for k, v in params.items():
+        if k in PARAMETERS: check_param(k, str(v) if isinstance(v, Path) else v, *PARAMETERS[k])
+
 def setup_experiment(name: str, profile: str = 'smoke', data_dir=None, out_dir=None, **params) -> Experiment:
-    "Resolve profile, output folder and dataset of experiment `name`; writes `config.json`."
+    "Resolve profile, output folder and dataset of experiment `name`; writes `config.json`. Values are checked (`check_parameters`) before anything is written."
     prof = get_profile(profile)
+    check_parameters(dict(data_dir=data_dir, **params))
     out = Path(out_dir) if out_dir else runs_dir()/profile/name
     out.mkdir(parents=True, exist_ok=True)
     data = Path(data_dir) if data_dir else default_dataset(profile)
@@ -169,10 +184,29 @@ def setup_experiment(name: str, profile: str = 'smoke', data_dir=None, out_dir=N
 
 # %% ../nbs/23_experiments.ipynb #2ff028c0
 def experiment_notebooks(folder=None) -> list:
-    "The experiment notebooks (`nbs/experiments/*.ipynb`), in name order."
+    "The experiment notebooks (`nbs/experiments/*.ipynb`), in name order; a missing folder is a `ConfigError`."
     folder = Path(folder) if folder else project_root()/'nbs'/'experiments'
-    if not folder.is_dir(): raise ConfigError(f'{folder}: no experiment notebooks folder (run from the project checkout or pass --notebooks)')
+    if not folder.exists(): raise ConfigError(f'{folder}: no experiment notebooks folder (run from the project checkout or pass --notebooks)')
+    if not folder.is_dir(): raise ConfigError(f'{folder}: not a folder (the experiment notebooks)')
     return sorted(p for p in folder.glob('*.ipynb') if not p.name.startswith(('.', '_')))
+
+def notebook_parameters(path) -> list:
+    "Names assigned in the cell tagged `parameters` (papermill's) of notebook `path`, in order; [] when it has none."
+    path = Path(path)
+    try: nb = json.loads(path.read_text(encoding='utf-8'))
+    except (OSError, ValueError) as e: raise ConfigError(f'{path}: not a readable notebook ({e})') from None
+    cells = nb.get('cells') if isinstance(nb, dict) else None
+    for c in cells if isinstance(cells, list) else []:
+        if not (isinstance(c, dict) and c.get('cell_type') == 'code' and 'parameters' in ((c.get('metadata') or {}).get('tags') or [])): continue
+        src = c.get('source', '')
+        try: tree = ast.parse(''.join(src) if isinstance(src, list) else str(src))
+        except SyntaxError as e: raise ConfigError(f'{path}: its parameters cell is not valid Python (line {e.lineno}: {e.msg})') from None
+        names = []
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+        return names
+    return []
 
 def _to_html(nb_path: Path) -> Path:
     from nbconvert import HTMLExporter
@@ -196,33 +230,90 @@ def _write_index(out: Path, summary: dict):
             f"<html><head><meta charset='utf-8'><title>restaurant_actions report ({summary['profile']})</title></head><body>{table}</body></html>")
     with atomic_write(out/'report.html') as f: f.write(html)
 
+_OWN = ('profile', 'out_dir')        # parameters run_report sets itself
+
+def _foreign(out: Path, names: set) -> list:
+    "What in an existing `out` folder without a summary is not an earlier report's: anything but experiment folders (and temp files)."
+    return sorted(p.name for p in out.iterdir()
+                  if not (p.is_dir() and not p.is_symlink() and p.name in names) and not (p.name.startswith('.') and p.name.endswith('.tmp')))
+
+def check_report(profile: str = 'quick', out=None, notebooks=None, only: list | None = None, parameters: dict | None = None,
+                 timeout: int | None = None) -> tuple:
+    """Every check of `run_report`'s arguments, writing nothing: `(out folder, notebooks to run, earlier summary or {}, parameters)`.
+    A bad value is a one-line `ConfigError` naming it."""
+    get_profile(profile)
+    check_param('timeout', timeout, 'None or an integer >= 1 (seconds per cell)', lambda v: v is None or is_int(v) and v >= 1)
+    check_param('only', only, 'None or a list of experiment names or name prefixes',
+                lambda v: v is None or isinstance(v, str) or all(isinstance(x, str) for x in v))
+    check_param('parameters', parameters, 'None or a dictionary of notebook parameters', lambda v: v is None or isinstance(v, Mapping))
+    folder = Path(notebooks) if notebooks else project_root()/'nbs'/'experiments'
+    every = experiment_notebooks(folder)
+    if not every: raise ConfigError(f'{folder}: no experiment notebooks (*.ipynb) in it')
+    nbs = every
+    if only:
+        only = [only] if isinstance(only, str) else list(only)
+        unknown = [o for o in only if not any(p.stem == o or p.stem.startswith(o) for p in every)]
+        if unknown:
+            raise ConfigError(f"only: no experiment is named or starts with {', '.join(repr(o) for o in unknown)}; "
+                              f"known: {', '.join(p.stem for p in every)}")
+        nbs = [p for p in every if p.stem in only or any(p.stem.startswith(o) for o in only)]
+    params = dict(parameters or {})
+    if own := [k for k in params if k in _OWN]:
+        raise ConfigError(f"parameters: {', '.join(repr(k) for k in own)} cannot be given: run_report sets profile and out_dir itself "
+                          '(from its profile and out)')
+    if params:
+        takes = [k for k in notebook_parameters(nbs[0]) if k not in _OWN]
+        for p in nbs[1:]: takes = [k for k in takes if k in notebook_parameters(p)]
+        if unknown := [k for k in params if k not in takes]:
+            raise ConfigError(f"parameters: unknown name{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}; "
+                              f"the experiment notebooks take {', '.join(takes) or 'none'}")
+        check_parameters(params)
+        # the notebooks run in their own folder: paths given relative to here are made absolute
+        params = {k: str(Path(v).resolve()) if k in ('data_dir', 'init_checkpoint') and v is not None else v for k, v in params.items()}
+    out = Path(out) if out else runs_dir()/profile
+    if out.is_symlink() and not out.is_dir() or out.exists() and not out.is_dir(): raise ConfigError(f'{out}: exists and is not a folder')
+    old, summary_path = {}, out/'summary.json'
+    if summary_path.exists() or summary_path.is_symlink():
+        try: old = json.loads(summary_path.read_text(encoding='utf-8'))
+        except (OSError, ValueError): old = None
+        if not (isinstance(old, dict) and isinstance(old.get('experiments'), dict)):
+            raise ConfigError(f'{summary_path}: not the summary of an earlier report; choose another out folder')
+    elif out.is_dir() and (foreign := _foreign(out, {p.stem for p in every})):
+        raise ConfigError(f"{out}: holds files that are not an earlier report's ({', '.join(foreign[:3])}"
+                          f"{f' and {len(foreign) - 3} more' if len(foreign) > 3 else ''}); choose another out folder or move them away")
+    return out, nbs, old, params
+
 def run_report(profile: str = 'quick', out=None, notebooks=None, only: list | None = None, resume: bool = False,
                parameters: dict | None = None, timeout: int | None = None, html: bool = True, progress: bool = True) -> dict:
-    "Execute the experiment notebooks for `profile` into `out` (default `runs/<profile>`); returns the summary."
+    """Execute the experiment notebooks for `profile` into `out` (default `runs/<profile>`); returns the summary. Everything is
+    checked first (`check_report`): a refusal creates nothing. An experiment is marked `running` in `summary.json` while it runs,
+    `interrupted` on Ctrl-C, so `resume` runs it again."""
+    out, nbs, old, parameters = check_report(profile, out, notebooks, only, parameters, timeout)
     import papermill as pm
-    get_profile(profile)
-    out = Path(out) if out else runs_dir()/profile
     out.mkdir(parents=True, exist_ok=True)
     log = get_logger('restaurant_actions.experiments')
-    nbs = experiment_notebooks(notebooks)
-    if only: nbs = [p for p in nbs if p.stem in only or any(p.stem.startswith(o) for o in only)]
-    if not nbs: raise ConfigError('no experiment notebook matches ' + (f'{only}' if only else 'in the folder'))
     summary_path = out/'summary.json'
-    old = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     # a partial batch (`only`) keeps the records of the experiments it does not run; a full one starts afresh
     keep = {k: v for k, v in old.get('experiments', {}).items() if resume or (only and k not in {p.stem for p in nbs})}
     summary = dict(profile=profile, experiments=keep)
     for nb in tqdm(nbs, desc=f'report [{profile}]', unit='nb', disable=not progress):
         name = nb.stem
-        params = dict(profile=profile, out_dir=str((out/name).resolve()), **(parameters or {}))
+        params = dict(profile=profile, out_dir=str((out/name).resolve()), **parameters)
         prev = summary['experiments'].get(name, {})
         if resume and prev.get('status') == 'ok' and prev.get('parameters') == params and (out/name/f'{name}.ipynb').exists():
             log.info(f'{name}: already done, skipped (resume)'); continue
+        summary['experiments'][name] = dict(status='running', seconds=0.0, parameters=params, error=None)
+        save_json(summary, summary_path, indent=1)          # a crash or Ctrl-C from here on leaves it not 'ok': resume reruns it
         (out/name).mkdir(parents=True, exist_ok=True)
         t0, err = time.time(), None
         try:
             pm.execute_notebook(str(nb), str(out/name/f'{name}.ipynb'), parameters=params, cwd=str(nb.parent),
                                 progress_bar=False, execution_timeout=timeout, kernel_name='python3')
+        except KeyboardInterrupt:
+            summary['experiments'][name] = dict(status='interrupted', seconds=round(time.time() - t0, 2), parameters=params,
+                                                error='KeyboardInterrupt: interrupted; resume runs it again')
+            save_json(summary, summary_path, indent=1)
+            raise
         except Exception as e:          # any failure of one experiment is recorded; the batch goes on
             # papermill's message starts with a blank line: lead with the notebook's own exception and value
             ename = getattr(e, 'ename', None) or type(e).__name__

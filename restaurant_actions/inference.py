@@ -4,7 +4,7 @@
 
 # %% ../nbs/22_inference.ipynb #a123eba7
 from __future__ import annotations
-import contextlib, copy, csv, json, time
+import contextlib, copy, csv, json, numbers, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -17,16 +17,20 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm.auto import tqdm
 
 from .boxes import draw_boxes
-from .core import Config, ConfigError, atomic_write, get_device, get_logger, runs_dir, save_json
+from .core import MANIFEST, Config, ConfigError, atomic_write, check_destination, get_device, get_logger
+from .core import output_folder, runs_dir, save_json
 from .data.datasets import clip_indices
 from .data.video import StreamReader, VideoError, VideoWriter, _is_live
 from .metrics import link_tubes
 
 # %% auto #0
-__all__ = ['CSV_HEADER', 'InferenceOptions', 'fold_batchnorm', 'to_channels_last', 'prepare_model', 'Detector', 'FrameDetections',
-           'DetectionStream', 'iter_detections', 'TubeLinker', 'detect_video', 'tubes_to_cvat']
+__all__ = ['DEVICES', 'CSV_HEADER', 'InferenceOptions', 'fold_batchnorm', 'to_channels_last', 'prepare_model', 'DetectConfig',
+           'check_device', 'check_args', 'Detector', 'FrameDetections', 'DetectionStream', 'iter_detections',
+           'TubeLinker', 'detect_video', 'tubes_to_cvat']
 
 # %% ../nbs/22_inference.ipynb #9a7b2ee7
+_AMPS = ('auto', 'off', 'fp16', 'bf16')
+
 @dataclass
 class InferenceOptions(Config):
     "Switches of the inference fast path (each independent); `InferenceOptions.plain()` turns them all off."
@@ -36,6 +40,9 @@ class InferenceOptions(Config):
     amp: str = 'auto'             # 'auto' (fp16 on CUDA, off on CPU), 'off', 'fp16', 'bf16'
     compile: bool = False         # torch.compile the model
     thread: bool = True           # decode in a background thread
+    _ranges = {**{k: ('True or False', lambda v: isinstance(v, bool)) for k in ('inference_mode', 'fold_bn', 'channels_last')},
+               'amp': ("one of 'auto', 'off', 'fp16', 'bf16'", lambda v: v is None or v in _AMPS),
+               **{k: ('True or False', lambda v: isinstance(v, bool)) for k in ('compile', 'thread')}}
 
     @classmethod
     def plain(cls) -> 'InferenceOptions':
@@ -43,9 +50,9 @@ class InferenceOptions(Config):
         return cls(inference_mode=False, fold_bn=False, channels_last=False, amp='off', compile=False, thread=False)
 
     def amp_dtype(self, device) -> torch.dtype | None:
-        "The autocast dtype on `device` (None: fp32)."
+        "The autocast dtype on `device` (None: fp32); `ConfigError` `amp: must be ...` for an unknown `amp`."
+        self.check()
         a = self.amp or 'off'
-        if a not in ('auto', 'off', 'fp16', 'bf16'): raise ConfigError(f"amp must be 'auto', 'off', 'fp16' or 'bf16', got {a!r}")
         if a == 'auto': return torch.float16 if torch.device(device).type == 'cuda' else None
         return dict(off=None, fp16=torch.float16, bf16=torch.bfloat16)[a]
 
@@ -87,6 +94,99 @@ def prepare_model(model: nn.Module, device='cpu', options: InferenceOptions | No
     if opts.channels_last: to_channels_last(m)
     return m
 
+# %% ../nbs/22_inference.ipynb #85b8d72c
+def _int_in(lo: int, hi: int | None = None):
+    "A test: an integer (not a bool) in `[lo, hi]`."
+    return lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and lo <= v and (hi is None or v <= hi)
+
+def _num_in(lo: float, hi: float, open_lo: bool = False):
+    "A test: a real number (not a bool) in `[lo, hi]` (`(lo, hi]` if `open_lo`); NaN fails."
+    return lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and (lo < v if open_lo else lo <= v) and v <= hi
+
+def _or_none(test): return lambda v: v is None or test(v)
+
+def _size_ok(s) -> bool:
+    "None, one side, or `(W, H)`: multiples of 32 from 32 to 4096."
+    if s is None: return True
+    sides = [s] if isinstance(s, numbers.Integral) else (list(s) if isinstance(s, (tuple, list)) and len(s) == 2 else [])
+    return bool(sides) and all(_int_in(32, 4096)(v) and v % 32 == 0 for v in sides)
+
+@dataclass
+class DetectConfig(Config):
+    "The numeric settings of detection with their valid ranges (`_ranges`: words for the help, and a test); `check_args` checks each."
+    stride: int = 1                 # every stride-th frame is a key frame
+    batch: int = 1                  # key frames (clips) per forward pass
+    conf_thresh: float = 0.25       # score threshold
+    nms_iou: float | None = None    # NMS IoU (None: the model's)
+    size: tuple | None = None       # network input (W, H), or one side (None: the checkpoint's)
+    T: int | None = None            # clip / sub-sequence length (None: the checkpoint's)
+    d: int | None = 1               # clip rate (frames between clip frames)
+    max_frames: int | None = None   # stop at this frame number (None: the whole source)
+    max_det: int | None = None      # boxes per frame at most (None: the model's)
+    max_gap: int = 2                # key frames a tube may skip
+    max_tubes: int = 3              # tubes per class at a time
+    min_length: int = 3             # key frames of a tube at least
+    max_length: int = 900           # key frames of a tube at most (a longer run is cut)
+    _ranges = dict(
+        stride=('an integer >= 1', _int_in(1)),
+        batch=('an integer >= 1 and <= 1024', _int_in(1, 1024)),
+        conf_thresh=('a number >= 0 and <= 1', _num_in(0, 1)),
+        nms_iou=('a number > 0 and <= 1', _or_none(_num_in(0, 1, open_lo=True))),
+        size=('WxH with width and height multiples of 32 from 32 to 4096', _size_ok),
+        T=('an integer >= 1 and <= 256', _or_none(_int_in(1, 256))),
+        d=('an integer >= 1 and <= 64', _or_none(_int_in(1, 64))),
+        max_frames=('an integer >= 1', _or_none(_int_in(1))),
+        max_det=('an integer >= 1', _or_none(_int_in(1))),
+        max_gap=('an integer >= 0', _int_in(0)),
+        max_tubes=('an integer >= 1', _int_in(1)),
+        min_length=('an integer >= 1', _int_in(1)),
+        max_length=('an integer >= 1', _int_in(1)))
+
+DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU of this machine)"
+
+def check_device(device) -> torch.device:
+    "The torch device `device` names (None/'auto': cuda if available, else cpu); `ConfigError` `device: must be ...` unless it exists here."
+    bad = lambda why='': ConfigError(f'device: must be {DEVICES} (got {str(device)!r}{why})')
+    try: dev = get_device(device)
+    except ConfigError: raise bad(': CUDA is not available on this machine') from None
+    except (RuntimeError, ValueError, TypeError): raise bad() from None
+    if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise bad(f": this machine has {n} CUDA device{'s' if n != 1 else ''}")
+    mps = getattr(torch.backends, 'mps', None)
+    if dev.type not in ('cpu', 'cuda') and not (dev.type == 'mps' and mps is not None and mps.is_available()): raise bad()
+    return dev
+
+def _check_source(source):
+    "A camera index >= 0, a URL, or an existing file or folder; else `ConfigError` (a missing path named first)."
+    if _is_live(source) and not isinstance(source, bool):
+        if isinstance(source, int) and source < 0:
+            raise ConfigError(f'source: must be a video file, a frame folder, a camera index >= 0 or a URL (got {source})')
+        return
+    try: p = Path(source)
+    except TypeError: raise ConfigError(f'source: must be a video file, a frame folder, a camera index >= 0 or a URL (got {source!r})') from None
+    if not p.exists(): raise ConfigError(f'{source}: no such file')
+
+def _check_weights(weights):
+    "An existing checkpoint file; else `ConfigError` naming its path."
+    p = Path(weights)
+    if p.is_dir(): raise ConfigError(f'{p}: is a folder, not a checkpoint file')
+    if not p.exists(): raise ConfigError(f'{p}: no such checkpoint file')
+
+def check_args(**kw) -> dict:
+    """Check arguments named as the parameters of `detect_video`, `iter_detections`, `Detector` and `TubeLinker`: numbers
+    against `DetectConfig._ranges`, `device` against this machine, `fast` (bool or a checked `InferenceOptions`), `source`
+    and `weights` against the file system. The first bad one raises a one-line `ConfigError`; returns `kw`."""
+    DetectConfig(**{k: v for k, v in kw.items() if k in DetectConfig.__dataclass_fields__}).check()
+    if 'device' in kw: check_device(kw['device'])
+    if 'fast' in kw:
+        f = kw['fast']
+        if isinstance(f, InferenceOptions): f.check()
+        elif not isinstance(f, bool): raise ConfigError(f'fast: must be True, False or an InferenceOptions (got {f!r})')
+    if 'source' in kw: _check_source(kw['source'])
+    if kw.get('weights') is not None: _check_weights(kw['weights'])
+    return kw
+
 # %% ../nbs/22_inference.ipynb #8941805d
 def _as_size(s) -> tuple | None:
     if s is None: return None
@@ -99,18 +199,21 @@ def _float_out(o):
     return [t.float() for t in o] if isinstance(o, (list, tuple)) else o.float()
 
 class Detector:
-    "A model of any family prepared for streaming inference, with its class names, input size `(W, H)`, `T` and `d`."
+    "A model of any family prepared for streaming inference, with its class names, input size `(W, H)`, `T` and `d` (checked by `check_args`)."
     def __init__(self, model: nn.Module, classes=None, size=None, T: int | None = None, d: int = 1, device=None,
                  options: InferenceOptions | None = None, family: str | None = None):
+        check_args(size=size, T=T, d=d)
+        self.device = check_device(device)
+        if options is not None and not isinstance(options, InferenceOptions):
+            raise ConfigError(f'options: must be an InferenceOptions (got {options!r})')
         spec = getattr(model, 'spec', None) or {}
         kw = spec.get('kwargs', {}) or {}
         self.family = family or spec.get('family') or 'frame'
-        if self.family not in ('frame', 'sequence', 'clip'): raise ConfigError(f'unknown model family {self.family!r}')
-        self.options = options or InferenceOptions()
-        self.device = get_device(device)
+        if self.family not in ('frame', 'sequence', 'clip'):
+            raise ConfigError(f"family: must be one of 'frame', 'sequence', 'clip' (got {self.family!r})")
+        self.options = (options or InferenceOptions()).check()
         self.size = _as_size(size) or _as_size(kw.get('input_size')) or (224, 224)
-        if self.size[0] % 32 or self.size[1] % 32:
-            raise ConfigError(f'input size {self.size[0]}x{self.size[1]}: width and height must be multiples of 32')
+        check_args(size=self.size)      # the model's own size (the one given is checked above)
         self.T = 1 if self.family == 'frame' else int(T or kw.get('T') or getattr(model, 'clip_length', None) or 8)
         self.d = int(d or 1)
         n = getattr(model, 'num_classes', None) or kw.get('num_classes')
@@ -123,8 +226,8 @@ class Detector:
     def from_checkpoint(cls, path, size=None, T: int | None = None, device=None, options: InferenceOptions | None = None):
         "Load a `save_checkpoint` file; `classes`, `input_size`, `T`, `d` from its model spec (or top-level keys) unless given."
         from restaurant_actions.models.registry import load_checkpoint
+        check_args(weights=path, size=size, T=T, device=device)     # before the file is read
         path = Path(path)
-        if not path.is_file(): raise FileNotFoundError(f'{path}: no such checkpoint file')
         model, ck = load_checkpoint(path)      # a damaged or foreign file raises CheckpointError naming it (chapter 09)
         spec = {**{k: ck[k] for k in ('classes', 'input_size', 'T', 'd') if k in ck}, **ck['model_spec']}   # the trainer's spec wins
         det = cls(model, spec.get('classes'), size or spec.get('input_size'), T or spec.get('T'),
@@ -177,7 +280,8 @@ class DetectionStream:
     def __init__(self, source, detector: Detector, stride: int = 1, batch: int = 1, conf_thresh: float = 0.25,
                  nms_iou: float | None = None, max_frames: int | None = None, with_frames: bool = False,
                  progress: bool = False, max_det: int | None = None):
-        if stride < 1 or batch < 1: raise ConfigError(f'stride and batch must be >= 1, got stride={stride}, batch={batch}')
+        check_args(stride=stride, batch=batch, conf_thresh=conf_thresh, nms_iou=nms_iou, max_frames=max_frames, max_det=max_det)
+        if not isinstance(detector, Detector): raise ConfigError(f'detector: must be a Detector (got {type(detector).__name__})')
         self.source, self.detector, self.stride, self.batch = source, detector, int(stride), int(batch)
         self.conf_thresh, self.nms_iou, self.max_frames, self.with_frames = conf_thresh, nms_iou, max_frames, with_frames
         self.progress, self.live, self.max_det = progress, _is_live(source), max_det
@@ -210,6 +314,14 @@ class DetectionStream:
         self.reader.close()
     def __enter__(self): return self
     def __exit__(self, *_): self.close()
+
+    def _nothing_decoded(self) -> str:
+        "Why a file or folder gave no frame (the `DecodeReport`'s count and first message)."
+        rep = self.report
+        within = f' among the first {self.max_frames}' if self.max_frames is not None else ''
+        why = [f"{rep.missing} of {rep.expected if rep.expected is not None else '?'} frames undecodable"] if rep.missing else []
+        why += rep.messages[:1] or ['the source delivered no frame']
+        return f"{self.source}: no frame could be decoded{within} ({', e.g. '.join(why)})"
 
     def _slots(self, wanted: np.ndarray) -> np.ndarray:
         "Ring slots holding frames `wanted` (any shape); a frame not held → the nearest earlier one held (else the earliest)."
@@ -271,6 +383,7 @@ class DetectionStream:
                     yield from self._process(pending); pending = []
                     self.stats['seconds'] = time.perf_counter() - self._t0
             if pending: yield from self._process(pending)
+            if not self.live and not self.stats['decoded']: raise VideoError(self._nothing_decoded())
         finally:
             self.stats['seconds'] = time.perf_counter() - self._t0
             bar.close(); self.reader.close()
@@ -280,19 +393,24 @@ def iter_detections(source, weights=None, *, model: nn.Module | None = None, det
                     size=None, T: int | None = None, classes=None, device=None, fast: bool | InferenceOptions = True,
                     max_frames: int | None = None, max_det: int | None = None, with_frames: bool = False,
                     progress: bool = False) -> DetectionStream:
-    "Detections of each key frame of `source` (file, frame folder, camera index or URL) by a checkpoint `weights`, a `model` or a `detector`."
+    """Detections of each key frame of `source` (file, frame folder, camera index or URL) by a checkpoint `weights`, a `model`
+    or a `detector`. Every argument is checked first (`check_args`); a file or folder none of whose frames decodes raises
+    `VideoError` `'<source>: no frame could be decoded (...)'` when the stream ends."""
+    check_args(source=source, weights=weights, stride=stride, batch=batch, conf_thresh=conf_thresh, nms_iou=nms_iou, size=size,
+               T=T, device=device, fast=fast, max_frames=max_frames, max_det=max_det)
     if detector is None:
         opts = fast if isinstance(fast, InferenceOptions) else (InferenceOptions() if fast else InferenceOptions.plain())
         if weights is not None: detector = Detector.from_checkpoint(weights, size, T, device, opts)
         elif model is not None: detector = Detector(model, classes, size, T, device=device, options=opts)
-        else: raise ConfigError('iter_detections needs weights (a checkpoint file), model or detector')
+        else: raise ConfigError('weights: must be a checkpoint file when neither model nor detector is given (got None)')
     return DetectionStream(source, detector, stride, batch, conf_thresh, nms_iou, max_frames, with_frames, progress, max_det)
 
 # %% ../nbs/22_inference.ipynb #ef5bbca5
 class TubeLinker:
-    "Online per-class tube linking: feed `FrameDetections` in frame order, collect finished tubes (dicts)."
+    "Online per-class tube linking: feed `FrameDetections` in frame order, collect finished tubes (dicts); arguments checked by `check_args`."
     def __init__(self, classes, fps: float | None = None, max_gap: int = 2, max_tubes: int = 3, min_length: int = 3,
                  stride: int = 1, max_length: int = 900, sink=None):
+        check_args(max_gap=max_gap, max_tubes=max_tubes, min_length=min_length, stride=stride, max_length=max_length)
         self.classes, self.fps, self.max_gap, self.max_tubes = list(classes), fps, int(max_gap), int(max_tubes)
         self.min_length, self.stride, self.max_length, self.sink = int(min_length), int(stride), int(max_length), sink
         self.open, self.tubes, self.counts = {}, [], {}
@@ -339,6 +457,7 @@ class TubeLinker:
 
 # %% ../nbs/22_inference.ipynb #7ee08412
 _log = get_logger('restaurant_actions.inference')
+_OUTPUTS = ('detections.csv', 'tubes.json', 'annotated.mp4', 'summary.json')
 CSV_HEADER = ['frame', 'time', 'class', 'class_name', 'score', 'x1', 'y1', 'x2', 'y2']
 
 def _write_tubes(path, spool: Path, counts: dict, head: dict):
@@ -356,63 +475,88 @@ def _write_tubes(path, spool: Path, counts: dict, head: dict):
         f.write('}}\n')
     spool.unlink(missing_ok=True)
 
+def _check_cvat(cvat, out: Path, overwrite: bool, inputs=()) -> Path | None:
+    "Refuse a `cvat` path that is a folder, an input, or (without `overwrite`) an existing file; its path inside `out` if it lies there."
+    if cvat is None: return None
+    c = Path(cvat)
+    if c.is_dir(): raise ConfigError(f'cvat: {c} is a folder; give the path of the XML file to write')
+    co, oo = c.resolve(), out.resolve()
+    if co == oo: raise ConfigError(f'cvat: {c} is the output folder; give the path of the XML file to write')
+    if any(co == Path(i).resolve() for i in inputs): raise ConfigError(f'cvat: {c} is an input; give the path of the XML file to write')
+    if oo in co.parents:                                       # written with the folder (and replaced with it)
+        if co.relative_to(oo).as_posix() in (*_OUTPUTS, MANIFEST):
+            raise ConfigError(f'cvat: {c} is one of the files detect writes; give another name')
+        return co.relative_to(oo)
+    if c.exists() and not overwrite: raise ConfigError(f'cvat: {c} exists (--overwrite replaces it)')
+    return None
+
 def detect_video(source, weights=None, out_dir=None, *, model: nn.Module | None = None, detector: Detector | None = None,
                  stride: int = 1, batch: int = 1, conf_thresh: float = 0.25, nms_iou: float | None = None, size=None,
                  T: int | None = None, classes=None, device=None, fast: bool | InferenceOptions = True,
                  max_frames: int | None = None, max_det: int | None = None, video: bool = True, max_gap: int = 2, max_tubes: int = 3,
-                 min_length: int = 3, cvat=None, progress: bool = True, verbose: bool = True) -> dict:
+                 min_length: int = 3, cvat=None, overwrite: bool = False, progress: bool = True, verbose: bool = True) -> dict:
     """Detect on `source`; write `detections.csv`, `tubes.json`, `annotated.mp4`, `summary.json` into `out_dir` (and the
-    tubes as a CVAT for video 1.1 file at `cvat`); return the summary."""
+    tubes as a CVAT for video 1.1 file at `cvat`); return the summary. Every argument is checked before anything is loaded or
+    written (`check_args`); `out_dir` appears only when complete (`output_folder`), and an existing one (or `cvat` file) is
+    replaced only with `overwrite` (and only if we wrote it). Ctrl-C on a file leaves everything as it was; on a camera or
+    stream it ends the recording and the outputs are written."""
+    check_args(source=source, weights=weights, stride=stride, batch=batch, conf_thresh=conf_thresh, nms_iou=nms_iou, size=size,
+               T=T, device=device, fast=fast, max_frames=max_frames, max_det=max_det, max_gap=max_gap, max_tubes=max_tubes,
+               min_length=min_length)
+    live = _is_live(source)
+    name = f'camera{source}' if isinstance(source, int) else Path(str(source).rstrip('/')).stem or 'stream'
+    out = Path(out_dir) if out_dir is not None else runs_dir()/'detect'/name
+    inputs = ([] if live else [source]) + ([weights] if weights is not None else [])
+    check_destination(out, overwrite, inputs)
+    cvat_in = _check_cvat(cvat, out, overwrite, inputs)
     stream = iter_detections(source, weights, model=model, detector=detector, stride=stride, batch=batch,
                              conf_thresh=conf_thresh, nms_iou=nms_iou, size=size, T=T, classes=classes, device=device,
                              fast=fast, max_frames=max_frames, max_det=max_det, with_frames=video, progress=progress)
-    live = stream.live
-    name = f'camera{source}' if isinstance(source, int) else Path(str(source).rstrip('/')).stem or 'stream'
-    out = Path(out_dir) if out_dir is not None else runs_dir()/'detect'/name
-    out.mkdir(parents=True, exist_ok=True)
-    names = stream.classes
-    fps = stream.fps
-    spool = out/'.tubes.jsonl.tmp'
-    fspool = open(spool, 'w')
-    linker = TubeLinker(names, fps, max_gap, max_tubes, min_length, stride, sink=lambda t: fspool.write(json.dumps(t) + '\n'))
+    names, fps = stream.classes, stream.fps
     writer, interrupted = None, False
-    with atomic_write(out/'detections.csv', 'w') as fcsv, stream, contextlib.closing(fspool):
-        w = csv.writer(fcsv, lineterminator='\n'); w.writerow(CSV_HEADER)
-        try:
+    # exits in reverse: the folder is renamed into place, the source released, then the CVAT file renamed into place
+    with contextlib.ExitStack() as after, stream, output_folder(out, overwrite, inputs) as tmp:
+        spool = tmp/'.tubes.jsonl.tmp'
+        with open(spool, 'w') as fspool, atomic_write(tmp/'detections.csv', 'w') as fcsv:
+            linker = TubeLinker(names, fps, max_gap, max_tubes, min_length, stride, sink=lambda t: fspool.write(json.dumps(t) + '\n'))
+            w = csv.writer(fcsv, lineterminator='\n'); w.writerow(CSV_HEADER)
             try:
-                for d in stream:
-                    for b, s, c in zip(d.boxes, d.scores, d.classes):
-                        w.writerow([d.frame, f'{d.time:.4f}', int(c), names[c] if c < len(names) else str(c), f'{s:.5f}',
-                                    *(f'{v:.1f}' for v in b)])
-                    linker.add(d)
-                    if video:
-                        if writer is None:
-                            writer = VideoWriter(out/'annotated.mp4', (fps or 25.0) / stride, (d.image.shape[1], d.image.shape[0]))
-                        writer.write(draw_boxes(d.image, d.boxes, d.classes, d.scores, names))
-            except KeyboardInterrupt:
-                if not live: raise
-                interrupted = True
-        except BaseException:
-            if writer is not None: writer.close(ok=False)
-            spool.unlink(missing_ok=True)
-            raise
-        if writer is not None: writer.close()
-        linker.finish()
-    rep, st = stream.report, stream.stats
-    _write_tubes(out/'tubes.json', spool, linker.counts, dict(source=str(source), fps=fps, size=list(stream.size or ()),
-                                                             stride=stride, classes=names))
-    n_tubes = sum(linker.counts.values())
-    if cvat is not None:
-        n = stream.num_frames or st['decoded']
-        tubes_to_cvat(json.loads((out/'tubes.json').read_text()), cvat, n, name if live else Path(str(source)).name, stride * (max_gap + 1))
-    summary = dict(source=str(source), out_dir=str(out), family=stream.detector.family, frames=st['key_frames'],
-                   decoded=st['decoded'], detections=st['detections'], tubes=n_tubes, seconds=round(st['seconds'], 3),
-                   fps=round(st['key_frames'] / st['seconds'], 2) if st['seconds'] else None,
-                   model_seconds=round(st['model_seconds'], 3), undecodable=rep.missing, failed=rep.failed,
-                   messages=rep.messages, video_fps=fps, size=list(stream.size or ()), interrupted=interrupted,
-                   files=[f for f in ('detections.csv', 'tubes.json', 'annotated.mp4') if (out/f).exists()],
-                   cvat=None if cvat is None else str(cvat))
-    save_json(summary, out/'summary.json', indent=1)
+                try:
+                    for d in stream:
+                        for b, s, c in zip(d.boxes, d.scores, d.classes):
+                            w.writerow([d.frame, f'{d.time:.4f}', int(c), names[c] if c < len(names) else str(c), f'{s:.5f}',
+                                        *(f'{v:.1f}' for v in b)])
+                        linker.add(d)
+                        if video:
+                            if writer is None:
+                                writer = VideoWriter(tmp/'annotated.mp4', (fps or 25.0) / stride, (d.image.shape[1], d.image.shape[0]))
+                            writer.write(draw_boxes(d.image, d.boxes, d.classes, d.scores, names))
+                except KeyboardInterrupt:
+                    if not live: raise                      # a file: nothing is kept, the previous state stays
+                    interrupted = True                      # a camera or stream: Ctrl-C ends the recording
+            except BaseException:
+                if writer is not None: writer.close(ok=False)
+                raise
+            if writer is not None: writer.close()
+            linker.finish()
+        rep, st = stream.report, stream.stats
+        _write_tubes(tmp/'tubes.json', spool, linker.counts, dict(source=str(source), fps=fps, size=list(stream.size or ()),
+                                                                 stride=stride, classes=names))
+        n_tubes = sum(linker.counts.values())
+        if cvat is not None:
+            xml = _cvat_xml(json.loads((tmp/'tubes.json').read_text()), stream.num_frames or st['decoded'],
+                            name if live else Path(str(source)).name, stride * (max_gap + 1))
+            if cvat_in is not None:
+                (tmp/cvat_in).parent.mkdir(parents=True, exist_ok=True); (tmp/cvat_in).write_text(xml)
+            else: after.enter_context(atomic_write(cvat)).write(xml)
+        summary = dict(source=str(source), out_dir=str(out), family=stream.detector.family, frames=st['key_frames'],
+                       decoded=st['decoded'], detections=st['detections'], tubes=n_tubes, seconds=round(st['seconds'], 3),
+                       fps=round(st['key_frames'] / st['seconds'], 2) if st['seconds'] else None,
+                       model_seconds=round(st['model_seconds'], 3), undecodable=rep.missing, failed=rep.failed,
+                       messages=rep.messages, video_fps=fps, size=list(stream.size or ()), interrupted=interrupted,
+                       files=[f for f in _OUTPUTS[:3] if (tmp/f).exists()],
+                       cvat=None if cvat is None else str(cvat))
+        save_json(summary, tmp/'summary.json', indent=1)
     summary['line'] = (f"{source}: {summary['frames']} frames in {summary['seconds']:.1f} s ({summary['fps'] or 0:.1f} frames/s), "
                        f"{summary['detections']} detections, {summary['tubes']} tubes; "
                        f"{summary['undecodable']} undecodable frame{'s' if summary['undecodable'] != 1 else ''} skipped"
@@ -425,6 +569,11 @@ def tubes_to_cvat(tubes: dict, path, num_frames: int, video_file: str, fill_gap:
     """Write the tubes of a `tubes.json` document as a CVAT for video 1.1 task file at `path` — pre-annotations an
     annotator imports into the task of that video and corrects: one track per tube, every detected frame a keyframe,
     gaps of up to `fill_gap` frames interpolated (`write_cvat`), boxes clipped to the frame, frames numbered as the video's."""
+    with atomic_write(path) as f: f.write(_cvat_xml(tubes, num_frames, video_file, fill_gap))
+    return Path(path)
+
+def _cvat_xml(tubes: dict, num_frames: int, video_file: str, fill_gap: int = 0) -> str:
+    "The CVAT for video 1.1 text of `tubes_to_cvat`."
     from restaurant_actions.data.annotations import Dataset, Tube, Video
     from restaurant_actions.data.formats import cvat_video_xml
     (w, h), names = tubes['size'], tubes['classes']
@@ -436,5 +585,4 @@ def tubes_to_cvat(tubes: dict, path, num_frames: int, video_file: str, fill_gap:
             if keep.any(): out.append(Tube(len(out), vid, t['class_id'], np.asarray(t['frames'])[keep], b[keep]))
     n = max([num_frames] + [int(t.frames[-1]) + 1 for t in out])
     ds = Dataset(list(names), [Video(vid, video_file, float(tubes.get('fps') or 30.0), int(w), int(h), n, '', [[0, n - 1]])], out)
-    with atomic_write(path) as f: f.write(cvat_video_xml(ds, vid, fill_gap=fill_gap))
-    return Path(path)
+    return cvat_video_xml(ds, vid, fill_gap=fill_gap)

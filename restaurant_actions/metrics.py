@@ -4,19 +4,48 @@
 
 # %% ../nbs/20_metrics.ipynb #2a6cc185
 from __future__ import annotations
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from .boxes import box_iou
+from .core import ConfigError
 from .data.annotations import AnnotationError, Problems
 
 # %% auto #0
-__all__ = ['COCO_RECALLS', 'VIDEO_MAP_THRESHOLDS', 'voc_ap', 'coco101_ap', 'match_detections', 'frame_ap', 'frame_ap_loop',
+__all__ = ['IOU_RANGE', 'RULES', 'INTERPS', 'COCO_RECALLS', 'VIDEO_MAP_THRESHOLDS', 'check_param', 'is_int', 'is_real',
+           'check_matching', 'voc_ap', 'coco101_ap', 'match_detections', 'frame_ap', 'frame_ap_loop',
            'read_frame_map_folders', 'frame_map_from_folders', 'write_frame_detections', 'yowo_frame_measures',
-           'prf_at_threshold', 'subset_metrics', 'bootstrap_ci', 'LinkedTube', 'link_tubes', 'tube_iou', 'nms_3d',
-           'video_ap', 'video_map']
+           'prf_at_threshold', 'subset_metrics', 'bootstrap_ci', 'metrics_to_json', 'LinkedTube', 'link_tubes',
+           'tube_iou', 'nms_3d', 'video_ap', 'video_map']
+
+# %% ../nbs/20_metrics.ipynb #ef272e28
+def check_param(name: str, value, what: str, ok) -> None:
+    "Raise `ConfigError('<name>: must be <what> (got <value>)')` unless `ok(value)` is true (a test that raises counts as false)."
+    try: good = bool(ok(value))
+    except (TypeError, ValueError): good = False
+    if not good: raise ConfigError(f'{name}: must be {what} (got {value!r})')
+
+def is_int(v) -> bool:
+    "An integer (Python or numpy), not a bool."
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+def is_real(v) -> bool:
+    "A finite real number (Python or numpy), not a bool."
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+
+IOU_RANGE = '> 0 and <= 1'
+RULES, INTERPS = ('voc', 'unmatched'), ('voc', 'coco')
+
+def _choices(values) -> str: return 'one of ' + ', '.join(repr(v) for v in values)
+
+def check_matching(iou=0.5, rule: str = 'voc', interp: str = 'voc') -> None:
+    "The checks of the matching options every frame-AP entry point takes: `iou` in (0, 1], `rule` in `RULES`, `interp` in `INTERPS`."
+    check_param('iou', iou, IOU_RANGE, lambda v: is_real(v) and 0 < v <= 1)
+    check_param('rule', rule, _choices(RULES), lambda v: isinstance(v, str) and v in RULES)
+    check_param('interp', interp, _choices(INTERPS), lambda v: isinstance(v, str) and v in INTERPS)
 
 # %% ../nbs/20_metrics.ipynb #39c6fa8e
 def _envelope(precision):
@@ -59,8 +88,8 @@ def _stable_order(idx, key, scores, order):
 def match_detections(gt_frames, gt_classes, gt_boxes, det_frames, det_classes, det_scores, det_boxes,
                      det_order=None, iou: float = 0.5, pixel_inclusive: bool = True, rule: str = 'voc',
                      block: int = 256) -> np.ndarray:
-    "Boolean true-positive flag per detection (greedy, in stable descending-score order within frame and class)."
-    if rule not in ('unmatched', 'voc'): raise ValueError(f"rule must be 'unmatched' or 'voc', got {rule!r}")
+    "Boolean true-positive flag per detection (greedy, in stable descending-score order within frame and class); `iou` in (0, 1], `rule` 'voc' or 'unmatched'."
+    check_matching(iou, rule)
     gb, db = _boxes(gt_boxes), _boxes(det_boxes)
     D = len(db); tp = np.zeros(D, bool)
     if D == 0 or len(gb) == 0: return tp
@@ -146,8 +175,8 @@ def _ap_table(classes, gcls, dcls, scores, order, tp, keep, interp):
 
 def frame_ap(gt, det, iou: float = 0.5, pixel_inclusive: bool = True, interp: str = 'voc', rule: str = 'voc',
              annotated=None, unannotated=None) -> dict:
-    "Frame-AP per class and frame-mAP of detections `det` against ground truth `gt` (see the text for the fields)."
-    if interp not in ('voc', 'coco'): raise ValueError(f"interp must be 'voc' or 'coco', got {interp!r}")
+    "Frame-AP per class and frame-mAP of detections `det` against ground truth `gt` (see the text for the fields); AP and mAP are nan without ground truth."
+    check_matching(iou, rule, interp)
     gf, gc, gb = _unpack(gt, _GT_KEYS, 'gt'); df, dc, ds, db, do = _unpack(det, _DET_KEYS, 'det')
     gf, gc, df, dc = (np.asarray([] if a is None else a).reshape(-1) for a in (gf, gc, df, dc))
     ds = np.asarray(ds, float).reshape(-1)
@@ -169,6 +198,7 @@ def frame_ap(gt, det, iou: float = 0.5, pixel_inclusive: bool = True, interp: st
 # %% ../nbs/20_metrics.ipynb #ac632284
 def frame_ap_loop(gt, det, iou: float = 0.5, pixel_inclusive: bool = True, rule: str = 'voc') -> dict:
     "Reference frame-AP: a plain per-detection loop (slow; for tests and benchmarks). Returns `{class: AP}` and mAP."
+    check_matching(iou, rule)
     gf, gc, gb = _unpack(gt, _GT_KEYS, 'gt'); df, dc, ds, db, do = _unpack(det, _DET_KEYS, 'det')
     gb, db = _boxes(gb), _boxes(db); do = range(len(ds)) if do is None else do
     frames_with_gt = set(gf); aps = {}
@@ -202,8 +232,11 @@ def _read_folder(folder, n_fields: int, probs: Problems):
     if not folder.is_dir(): probs.add('', 'not a folder', file=folder); return [], []
     rows, stems = [], []
     for f in sorted(folder.glob('*.txt')):
+        try: text = f.read_text(encoding='utf-8')
+        except UnicodeDecodeError: probs.add('', 'not UTF-8 text', file=f); continue
+        except OSError as e: probs.add('', f'cannot be read ({e.strerror or e})', file=f); continue
         stems.append(f.stem)
-        for ln, line in enumerate(f.read_text().splitlines(), 1):
+        for ln, line in enumerate(text.splitlines(), 1):
             p = line.split()
             if not p: continue
             if len(p) != n_fields: probs.add(ln, f'expected {n_fields} fields, got {len(p)}', file=f); continue
@@ -214,8 +247,16 @@ def _read_folder(folder, n_fields: int, probs: Problems):
             rows.append((f.stem, c, *v))
     return rows, stems
 
+def _check_folder(folder, what: str) -> Path:
+    "`folder` as a Path; `ConfigError` `'<folder>: no such folder (the <what> folder)'` unless it is a folder."
+    folder = Path(folder)
+    if not folder.exists(): raise ConfigError(f'{folder}: no such folder (the {what} folder)')
+    if not folder.is_dir(): raise ConfigError(f'{folder}: not a folder (the {what} folder)')
+    return folder
+
 def read_frame_map_folders(gt_dir, det_dir) -> tuple:
-    "`(gt, det, annotated)` arrays read from YOWO frame-mAP folders (see `frame_map_from_folders`)."
+    "`(gt, det, annotated)` arrays read from YOWO frame-mAP folders (see `frame_map_from_folders`); a missing folder is a `ConfigError`."
+    gt_dir, det_dir = _check_folder(gt_dir, 'ground-truth'), _check_folder(det_dir, 'detections')
     probs = Problems(gt_dir)
     g, stems = _read_folder(gt_dir, 5, probs); d, _ = _read_folder(det_dir, 6, probs)
     probs.check()
@@ -224,10 +265,18 @@ def read_frame_map_folders(gt_dir, det_dir) -> tuple:
            np.array([r[3:] for r in d], float).reshape(-1, 4), np.arange(len(d)))
     return gt, det, stems
 
-def frame_map_from_folders(gt_dir, det_dir, iou: float = 0.5, **opts) -> dict:
-    "Frame-mAP of YOWO-layout detection files in `det_dir` against ground truth in `gt_dir`; `opts` go to `frame_ap`."
+def frame_map_from_folders(gt_dir, det_dir, iou: float = 0.5, rule: str = 'voc', interp: str = 'voc',
+                           pixel_inclusive: bool = True, **opts) -> dict:
+    """Frame-mAP of YOWO-layout detection files in `det_dir` against ground truth in `gt_dir`; `iou` in (0, 1], `rule`
+    'voc' or 'unmatched', `interp` 'voc' or 'coco'; other `opts` go to `frame_ap`. A `gt_dir` without boxes is a `ConfigError`."""
+    check_matching(iou, rule, interp)
     gt, det, stems = read_frame_map_folders(gt_dir, det_dir)
-    return frame_ap(gt, det, iou=iou, annotated=opts.pop('annotated', stems), **opts)
+    if not len(gt[0]):
+        why = f"{len(stems)} *.txt file{'s' if len(stems) != 1 else ''}, all empty" if stems else 'no *.txt files in it'
+        raise ConfigError(f'{gt_dir}: no ground-truth boxes ({why}); frame-mAP needs at least one '
+                          '(one <frame>.txt per annotated frame, lines "class x1 y1 x2 y2")')
+    return frame_ap(gt, det, iou=iou, rule=rule, interp=interp, pixel_inclusive=pixel_inclusive,
+                    annotated=opts.pop('annotated', stems), **opts)
 
 def write_frame_detections(det_dir, frames, classes, scores, boxes, class_offset: int = 1, empty_frames=()) -> Path:
     "Write detections as YOWO frame-mAP files `<frame>.txt` with lines `cls score x1 y1 x2 y2` (class ids + `class_offset`)."
@@ -266,6 +315,7 @@ def yowo_frame_measures(gt_boxes, gt_classes, det_boxes, det_obj, det_classes, f
 # %% ../nbs/20_metrics.ipynb #0bcd5738
 def prf_at_threshold(gt, det, thresh: float, iou: float = 0.5, pixel_inclusive: bool = True, rule: str = 'voc') -> dict:
     "Precision, recall, F1 (and counts) of detections with score ≥ `thresh`, micro-averaged over classes."
+    check_matching(iou, rule)
     gf, gc, gb = _unpack(gt, _GT_KEYS, 'gt'); df, dc, ds, db, do = _unpack(det, _DET_KEYS, 'det')
     df, dc, ds = np.asarray(df).reshape(-1), np.asarray(dc).reshape(-1), np.asarray(ds, float).reshape(-1)
     k = np.flatnonzero((ds >= thresh) & np.isin(df, np.asarray(gf).reshape(-1)))
@@ -275,10 +325,14 @@ def prf_at_threshold(gt, det, thresh: float, iou: float = 0.5, pixel_inclusive: 
     return dict(tp=ntp, fp=len(tp) - ntp, n_gt=ngt, precision=p, recall=r, f1=_ratio(2 * p * r, p + r))
 
 # %% ../nbs/20_metrics.ipynb #ac12a9c1
+def _ap(v) -> float:
+    "An AP as a float: None (null in a metrics JSON file) and nan both mean 'no ground truth' and come back as nan."
+    return float('nan') if v is None else float(v)
+
 def subset_metrics(per_class_ap: dict, class_ids) -> dict:
-    "Mean AP over `class_ids` (classes missing or nan are skipped and listed), with the per-class values."
+    "Mean AP over `class_ids` (classes missing, nan or None — null in a JSON file — are skipped and listed), with the per-class values."
     ids = list(class_ids)
-    vals = {c: per_class_ap.get(c, float('nan')) for c in ids}
+    vals = {c: _ap(per_class_ap.get(c)) for c in ids}
     ok = [c for c in ids if not np.isnan(vals[c])]
     return dict(mAP=float(np.mean([vals[c] for c in ok])) if ok else float('nan'), AP=vals, n=len(ok),
                 skipped=[c for c in ids if c not in ok])
@@ -291,6 +345,20 @@ def bootstrap_ci(values_per_unit, fn, n: int = 1000, seed: int = 0, alpha: float
     stats = np.array([fn([units[i] for i in row]) for row in idx], float)
     lo, hi = np.nanpercentile(stats, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return dict(estimate=float(fn(units)), low=float(lo), high=float(hi), n=n, alpha=alpha)
+
+# %% ../nbs/20_metrics.ipynb #bd078292
+def _json_key(k):
+    k = k.item() if isinstance(k, np.generic) else k
+    return k if isinstance(k, (str, int, float, bool)) else str(k)
+
+def metrics_to_json(obj):
+    "A copy of `obj` that strict JSON accepts: nan and ±inf (AP of a class without ground truth) become None (null); numpy numbers and arrays become numbers and lists."
+    if isinstance(obj, Mapping): return {_json_key(k): metrics_to_json(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray): return metrics_to_json(obj.tolist())
+    if isinstance(obj, (list, tuple)): return [metrics_to_json(v) for v in obj]
+    if isinstance(obj, np.generic): obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj): return None
+    return obj
 
 # %% ../nbs/20_metrics.ipynb #9ab8242c
 from typing import NamedTuple

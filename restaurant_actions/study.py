@@ -4,7 +4,7 @@
 
 # %% ../nbs/24_study.ipynb #b69a4cdb
 from __future__ import annotations
-import hashlib, json, time
+import dataclasses, hashlib, json, time
 from pathlib import Path
 
 import numpy as np
@@ -25,23 +25,39 @@ from .data.video import FrameCache
 from .evaluate import evaluate
 from .experiments import Experiment, Profile
 from .metrics import bootstrap_ci, frame_ap, yowo_frame_measures
+from .models.registry import check_count, check_size
 from .train import Trainer, TrainConfig
 
 # %% auto #0
-__all__ = ['PROBE_FEATURES', 'MIN_PAIR_VIDEOS', 'prepare_data', 'experiment_data', 'top_classes', 'train_config', 'subset_ap',
-           'pair_confusion', 'score', 'run_variant', 'find_variant', 'load_results', 'study_numbers', 'pretrain_frame',
-           'pretrained_frame', 'baseline_config', 'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief',
-           'scored_pairs', 'pair_probe']
+__all__ = ['ROLES', 'PROBE_FEATURES', 'MIN_PAIR_VIDEOS', 'check_trainable', 'prepare_data', 'experiment_data', 'top_classes',
+           'backbones_3d', 'train_config', 'subset_ap', 'pair_confusion', 'score', 'run_variant', 'find_variant',
+           'load_results', 'study_numbers', 'pretrain_frame', 'pretrained_frame', 'baseline_config',
+           'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief', 'scored_pairs', 'pair_probe']
 
 # %% ../nbs/24_study.ipynb #10ef86da
+def check_trainable(ds: Dataset, where) -> Dataset:
+    "`ds`, or `ConfigError` `'<where>: ...'` saying why nothing can be trained or scored on it: no videos, no annotated frame, no box on one."
+    if not ds.videos: raise ConfigError(f'{where}: has no videos: nothing to train or score on')
+    ann = {v.id: v.annotated_mask() for v in ds.videos}
+    if not any(m.any() for m in ann.values()):
+        raise ConfigError(f'{where}: none of its {len(ds.videos)} video(s) has an annotated frame (their "annotated" ranges are '
+                          'empty): nothing to train or score on')
+    if not ds.tubes: raise ConfigError(f'{where}: has no action tubes (no box on any frame): nothing to train or score on')
+    if not any((ds.labeled_mask(v.id) & ann[v.id]).any() for v in ds.videos):
+        raise ConfigError(f'{where}: none of its {len(ds.tubes)} action tube(s) has a box on an annotated frame: nothing to train or score on')
+    return ds
+
 def prepare_data(folder, input_size, progress: bool = False) -> tuple:
-    "`(dataset, frame cache at input_size, the report's held-out split)` of a native dataset folder."
-    folder = Path(folder).resolve()
-    ds = load_dataset(folder)
+    """`(dataset, frame cache at input_size, the report's held-out split)` of a native dataset folder. Checked before the
+    cache is built, one `ConfigError` line each: `input_size` two multiples of 32 from 32 to 2048 (W, H), and a dataset
+    with videos, annotated frames and boxes on them (`check_trainable`)."""
+    input_size = check_size(input_size, 'input_size')
+    where, folder = folder, Path(folder).resolve()
+    ds = check_trainable(load_dataset(folder), where)
     key = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
     cache = FrameCache(data_dir()/'cache'/f'{folder.name}-{key}')
-    cache.build(ds, size=tuple(input_size), progress=progress)
-    split = block_split(ds, test_fraction=0.2, block=int(round(4 * ds.videos[0].fps)), seed=0)
+    cache.build(ds, size=input_size, progress=progress)
+    split = block_split(ds, test_fraction=0.2, block=max(1, int(round(4 * ds.videos[0].fps))), seed=0)
     return ds, cache, split
 
 def experiment_data(exp: Experiment, data=None, progress: bool = False) -> tuple:
@@ -49,13 +65,33 @@ def experiment_data(exp: Experiment, data=None, progress: bool = False) -> tuple
     return prepare_data(data or exp.data_dir, exp.profile.input_size, progress)
 
 # %% ../nbs/24_study.ipynb #60cb2e8b
-def top_classes(ds: Dataset, k: int) -> list:
-    "Names of the `k` classes with most clips."
-    return [ds.classes[c] for c in top_k_classes(ds, k)]
+def top_classes(ds: Dataset, top_k: int) -> list:
+    "Names of the `top_k` classes with most clips (fewer if fewer have clips); `top_k` must be an integer >= 1."
+    return [ds.classes[c] for c in top_k_classes(ds, check_count(top_k, 'top_k'))]
+
+ROLES = ('frame', 'sequence', 'yowo')
+
+def backbones_3d() -> list:
+    "Names `train_config(..., backbone_3d=...)` accepts (`build_backbone3d`'s)."
+    from restaurant_actions.models.backbones3d import BACKBONES3D, YOWO_BACKBONE3D_NAMES
+    return [*BACKBONES3D, *YOWO_BACKBONE3D_NAMES]
 
 def train_config(profile: Profile, role: str, classes: list, seed: int = 0, **over) -> TrainConfig:
-    "The `TrainConfig` of `role` ('frame', 'sequence', 'yowo') under `profile`; `over` replaces fields."
+    """The `TrainConfig` of `role` ('frame', 'sequence', 'yowo') under `profile`; `over` replaces fields (and
+    `backbone_3d`, with role 'yowo', picks YOWO's 3D backbone: one of `backbones_3d()`). Checked: one `ConfigError` line
+    for an unknown role, backbone or field, or a field out of its range (`TrainConfig.check`)."""
     p = profile
+    if role not in ROLES: raise ConfigError(f"role: must be one of {', '.join(map(repr, ROLES))} (got {role!r})")
+    backbone = over.pop('backbone_3d', None)
+    if backbone is not None and role != 'yowo':
+        raise ConfigError(f"backbone_3d: only a YOWO run (role 'yowo') has a 3D backbone (got {backbone!r} with role {role!r})")
+    if role == 'yowo':
+        backbone = p.backbones[-1] if backbone is None else backbone
+        if not (isinstance(backbone, str) and backbone.lower() in backbones_3d()):
+            raise ConfigError(f"backbone_3d: must be one of {', '.join(backbones_3d())} (got {backbone!r})")
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    unknown = sorted(set(over) - set(names))
+    if unknown: raise ConfigError(f"{unknown[0]}: not a TrainConfig field (its fields: {', '.join(names)})")
     common = dict(input_size=list(p.input_size), steps=p.steps, batch_size=p.batch_size, lr=p.lr, warmup=p.warmup,
                   eval_stride=p.eval_stride, amp=p.amp, device=p.device, seed=seed, classes=list(classes), augment=p.augment,
                   checkpoint_every=max(10, p.steps // 4))
@@ -66,10 +102,9 @@ def train_config(profile: Profile, role: str, classes: list, seed: int = 0, **ov
         # BatchNorm keeps the ported baseline's statistics: a batch of consecutive frames of a few streams is correlated
         cfg = dict(model=kw.pop('model'), model_kwargs=kw, T=p.seq_T, every=p.seq_every, batch_size=p.seq_batch, lr=p.seq_lr,
                    clip_min=max(2 * p.seq_T * p.seq_every, 20), freeze_bn=True)
-    elif role == 'yowo':
-        cfg = dict(model='yowo', model_kwargs=dict(p.yowo_model, backbone_3d=over.pop('backbone_3d', p.backbones[-1])), T=p.T,
+    else:
+        cfg = dict(model='yowo', model_kwargs=dict(p.yowo_model, backbone_3d=backbone), T=p.T,
                    every=p.clip_rate, steps=p.yowo_steps, batch_size=p.yowo_batch, checkpoint_every=max(10, p.yowo_steps // 4))
-    else: raise ConfigError(f"role must be 'frame', 'sequence' or 'yowo', got {role!r}")
     return TrainConfig(**{**common, **cfg, **over}).check()
 
 # %% ../nbs/24_study.ipynb #133d8947

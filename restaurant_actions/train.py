@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_train.ipynb #a52cce86
 from __future__ import annotations
-import math, os, random, time
+import math, numbers, os, random, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -21,13 +21,36 @@ from .data.datasets import ClipAugment, ClipDataset, FrameDataset, SequenceDatas
 from .data.splits import ClipDistributedSampler, Split, action_clips
 from .data.video import FrameCache
 from .evaluate import evaluate
-from .models.registry import build_model, load_checkpoint, save_checkpoint, _REGISTRY, _load_builders
+from .models.registry import (CheckpointError, SIZE_RANGE, _read_checkpoint, build_model, check_size, list_models,
+                                                load_checkpoint, save_checkpoint, state_dict_problems, _REGISTRY, _load_builders)
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_factor', 'amp_dtype', 'load_matching', 'rng_state', 'set_rng_state', 'TrainData', 'TrainingError',
-           'Trainer', 'train']
+__all__ = ['AUGMENT_RANGES', 'RESUMED', 'RESUME_MAY_CHANGE', 'TrainConfig', 'lr_factor', 'amp_dtype', 'load_matching',
+           'rng_state', 'set_rng_state', 'TrainData', 'TrainingError', 'Trainer', 'train']
 
 # %% ../nbs/21_train.ipynb #1dffd5c9
+def _int(lo: int, hi: int | None = None):
+    "Test: an integer (not a bool) >= `lo` (and < `hi`)."
+    return lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= lo and (hi is None or v < hi)
+
+def _num(lo: float, hi: float, lo_in: bool = True, hi_in: bool = True):
+    "Test: a finite number (not a bool) between `lo` and `hi` (each included or not)."
+    return lambda v: (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                      and (lo <= v if lo_in else lo < v) and (v <= hi if hi_in else v < hi))
+
+def _one_of(*vals): return (' or '.join(', '.join(map(repr, vals)).rsplit(', ', 1)), lambda v: isinstance(v, str) and v in vals)
+
+def _device_ok(v) -> bool:
+    if v == 'auto': return True
+    try: return isinstance(v, str) and torch.device(v).type in ('cpu', 'cuda', 'mps')
+    except (RuntimeError, TypeError, ValueError): return False
+
+_BOOL = ('True or False', lambda v: isinstance(v, bool))
+# `augment` as a dict: ClipAugment fields and their valid values
+AUGMENT_RANGES = dict(jitter=('a number in [0, 0.5]', _num(0, 0.5)), flip=('a probability in [0, 1]', _num(0, 1)),
+                      hue=('a number in [0, 0.5]', _num(0, 0.5)), saturation=('a number >= 1 and <= 10', _num(1, 10)),
+                      exposure=('a number >= 1 and <= 10', _num(1, 10)), min_visible=('a number in [0, 1]', _num(0, 1)))
+
 @dataclass
 class TrainConfig(Config):
     "A training run: model, data, optimisation, budget (in steps), checkpoints."
@@ -70,22 +93,57 @@ class TrainConfig(Config):
     device: str = 'auto'
     num_workers: int = 0
 
+    # the valid values of each field, in words (shown in messages and the CLI's help) and as a test
+    _ranges = dict(
+        model_kwargs=('a dict of the builder\'s arguments', lambda v: isinstance(v, dict)),
+        input_size=(SIZE_RANGE, lambda v: bool(check_size(v))),
+        T=('an integer >= 1', _int(1)), every=('an integer >= 1', _int(1)),
+        classes=('None (all) or a non-empty list of distinct class names',
+                 lambda v: v is None or (isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(c, str) for c in v)
+                                         and len(set(v)) == len(v))),
+        anchors=_one_of('custom', 'default'),
+        init=('None or an existing checkpoint file', lambda v: v is None or (isinstance(v, (str, os.PathLike)) and Path(v).is_file())),
+        freeze=("None or a dict of the model's freeze() arguments", lambda v: v is None or isinstance(v, dict)),
+        freeze_bn=_BOOL, bn_momentum=('None or a number in [0, 1]', lambda v: v is None or _num(0, 1)(v)),
+        steps=('an integer >= 1', _int(1)), batch_size=('an integer >= 1', _int(1)), accumulate=('an integer >= 1', _int(1)),
+        optimizer=_one_of('adamw', 'sgd'), lr=('a number > 0 and <= 1', _num(0, 1, lo_in=False)),
+        weight_decay=('a number in [0, 1]', _num(0, 1)), momentum=('a number in [0, 1)', _num(0, 1, hi_in=False)),
+        schedule=_one_of('cosine', 'step', 'constant'), warmup=('an integer >= 0', _int(0)),
+        milestones=('a list of increasing steps >= 1', lambda v: isinstance(v, (list, tuple)) and all(map(_int(1), v))
+                    and list(v) == sorted(set(v))),
+        gamma=('a number > 0 and <= 1', _num(0, 1, lo_in=False)), clip_grad=('a number >= 0 (0: no clipping)', _num(0, math.inf)),
+        amp=_one_of('none', 'auto', 'bf16', 'fp16'), ema=('a decay in [0, 1) (0: off)', _num(0, 1, hi_in=False)),
+        augment=('True, False or a dict of ClipAugment fields', lambda v: isinstance(v, (bool, dict))),
+        negatives=_BOOL, clip_pad=('an integer >= 0', _int(0)), clip_min=('an integer >= 1', _int(1)),
+        clip_max=('an integer >= 1', _int(1)), eval_every=('an integer >= 0 (0: at the end only)', _int(0)),
+        eval_stride=('an integer >= 1', _int(1)), checkpoint_every=('an integer >= 1', _int(1)),
+        max_bad_steps=('an integer >= 1', _int(1)), seed=('an integer from 0 to 4294967295', _int(0, 2**32)),
+        deterministic=_BOOL, device=("'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", _device_ok),
+        num_workers=('an integer >= 0', _int(0)))
+
     def check(self) -> 'TrainConfig':
-        "Raise `ConfigError` naming the field that is out of range."
-        def bad(f, msg): raise ConfigError(f'TrainConfig.{f}: {msg} (got {getattr(self, f)!r})')
-        if len(self.input_size) != 2 or any(int(v) % 32 or v <= 0 for v in self.input_size): bad('input_size', 'two positive multiples of 32 (W, H)')
-        for f in ('steps', 'batch_size', 'accumulate', 'T', 'every', 'checkpoint_every', 'max_bad_steps', 'eval_stride'):
-            if getattr(self, f) < 1: bad(f, 'must be >= 1')
-        if self.optimizer not in ('adamw', 'sgd'): bad('optimizer', "'adamw' or 'sgd'")
-        if self.schedule not in ('cosine', 'step', 'constant'): bad('schedule', "'cosine', 'step' or 'constant'")
-        if self.amp not in ('none', 'auto', 'bf16', 'fp16'): bad('amp', "'none', 'auto', 'bf16' or 'fp16'")
-        if self.anchors not in ('custom', 'default'): bad('anchors', "'custom' or 'default'")
-        if not 0 <= self.ema < 1: bad('ema', 'a decay in [0, 1)')
+        """Raise `ConfigError` `'<field>: must be <valid values> (got <value>)'` for the first field out of its range (see
+        `TrainConfig._ranges`), an unregistered `model`, `model_kwargs` the builder does not take, `augment` fields outside
+        `AUGMENT_RANGES`, a `batch_size` that is not a multiple of `accumulate` or a `clip_max` below `clip_min`; return self."""
+        models = list_models()
+        if self.model not in models:
+            raise ConfigError(f"model: must be a registered model ({', '.join(n for n in models if not n.startswith('_'))}) "
+                              f"(got {self.model!r})")
+        super().check()
+        import inspect
+        params = inspect.signature(_REGISTRY[self.model][0]).parameters
+        bad = sorted(set(self.model_kwargs) - set(params) - {'num_classes'})
+        if bad and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            raise ConfigError(f"model_kwargs: unknown argument(s) {bad} of {self.model} (it takes {', '.join(p for p in params if p != 'num_classes')})")
         if isinstance(self.augment, dict):
             unknown = sorted(set(self.augment) - {f.name for f in fields(ClipAugment)})
-            if unknown: bad('augment', f'unknown ClipAugment field(s) {unknown}')
-        elif not isinstance(self.augment, bool): bad('augment', 'True, False or a dict of ClipAugment fields')
-        if self.batch_size % self.accumulate: bad('batch_size', f'must be a multiple of accumulate={self.accumulate}')
+            if unknown: raise ConfigError(f"augment: unknown ClipAugment field(s) {unknown} (known: {', '.join(f.name for f in fields(ClipAugment))})")
+            for k, (what, ok) in AUGMENT_RANGES.items():
+                if k in self.augment and not ok(self.augment[k]): raise ConfigError(f'augment: {k} must be {what} (got {self.augment[k]!r})')
+        if self.batch_size % self.accumulate:
+            raise ConfigError(f'batch_size: must be a multiple of accumulate={self.accumulate} (got {self.batch_size})')
+        if self.clip_max < self.clip_min:
+            raise ConfigError(f'clip_max: must be an integer >= clip_min={self.clip_min} (got {self.clip_max})')
         return self
 
 # %% ../nbs/21_train.ipynb #280579f5
@@ -101,7 +159,7 @@ def amp_dtype(amp: str, device: torch.device):
     "The autocast dtype for `amp` on `device` (None: full precision)."
     if amp == 'none': return None
     if amp == 'fp16':
-        if device.type != 'cuda': raise ConfigError("TrainConfig.amp: 'fp16' needs CUDA; use 'bf16' or 'auto' on a CPU")
+        if device.type != 'cuda': raise ConfigError("amp: 'fp16' needs CUDA; use 'bf16' or 'auto' on a CPU")
         return torch.float16
     native = (torch.cuda.is_bf16_supported() if device.type == 'cuda'
               else bool(getattr(torch.backends, 'mkldnn', None) and torch.ops.mkldnn._is_mkldnn_bf16_supported()))
@@ -146,18 +204,18 @@ class TrainData:
         self.family, self.cfg, self.rank, self.world = family, cfg, rank, world
         aug = ClipAugment(**cfg.augment) if isinstance(cfg.augment, dict) else ClipAugment() if cfg.augment else None
         micro = cfg.batch_size // cfg.accumulate
-        if micro % world: raise ConfigError(f'TrainConfig.batch_size: {cfg.batch_size} / accumulate {cfg.accumulate} = {micro} '
+        if micro % world: raise ConfigError(f'batch_size: {cfg.batch_size} / accumulate {cfg.accumulate} = {micro} '
                                             f'does not split over {world} processes')
         self.micro, self.local = micro, micro // world
         kw = dict(augment=aug, class_map=class_map, seed=cfg.seed)
         if family == 'sequence':
             self.data = SequenceDataset(ds, cache, split, 'train', **kw)
             self.clips = action_clips(ds, split, 'train', pad=cfg.clip_pad, min_len=cfg.clip_min, max_len=cfg.clip_max)
-            if not self.clips: raise ConfigError('no training clips: the training part has no actions long enough '
-                                                 f'(clip_min={cfg.clip_min} frames)')
+            if not self.clips: raise ConfigError(f'clip_min: no action of the training part is long enough for a training clip of '
+                                                 f'{cfg.clip_min} frames; lower clip_min')
         elif family == 'clip': self.data = ClipDataset(ds, cache, split, 'train', T=cfg.T, d=cfg.every, negatives=cfg.negatives, **kw)
         else: self.data = FrameDataset(ds, cache, split, 'train', negatives=cfg.negatives, **kw)
-        if len(self.batches(0)) == 0: raise ConfigError(f'not one batch of {micro} in the training data: lower batch_size')
+        if len(self.batches(0)) == 0: raise ConfigError(f'batch_size: not one micro-batch of {micro} in the training data; lower batch_size')
 
     def batches(self, epoch: int) -> list:
         "This process's micro-batches of `epoch`, in order."
@@ -215,6 +273,19 @@ def _describe(batch) -> str:
     return ', '.join(f'{v}@{f}' for v, f in list(zip(batch['video'], fr))[:6]) + (' …' if len(fr) > 6 else '')
 
 # %% ../nbs/21_train.ipynb #55f5c5d6
+RESUMED = ('step', 'epoch', 'pos', 'bad', 'skipped', 'history', 'evals', 'best')   # a checkpoint's progress, restored by `resume`
+# the fields a resumed run may change: the budget (`steps`, not below the steps done) and how it runs, not what it learns
+RESUME_MAY_CHANGE = ('steps', 'eval_every', 'device', 'num_workers')
+
+def _short(v, n: int = 40) -> str:
+    r = repr(v)
+    return r if len(r) <= n else r[:n - 3] + '...'
+
+def _build_model(name: str, kw: dict) -> nn.Module:
+    "`build_model`, a value it refuses named as a `model_kwargs` problem."
+    try: return build_model(name, **kw)
+    except ConfigError as e: raise ConfigError(f'model_kwargs: {e}') from None
+
 class Trainer:
     "Train one model on `ds` (frames from `cache`, at `cfg.input_size`) and its `split`; checkpoints go to `out_dir`."
     def __init__(self, cfg: TrainConfig, ds: Dataset, cache: FrameCache, split: Split | None = None, out_dir=None,
@@ -224,15 +295,25 @@ class Trainer:
         self.ds, self.cache, self.split, self.name, self.progress = ds, cache, split, name, progress and self.rank == 0
         self.out = Path(out_dir) if out_dir else None
         if tuple(cache.size) != tuple(cfg.input_size):
-            raise ConfigError(f'TrainConfig.input_size {list(cfg.input_size)} differs from the frame cache size {list(cache.size)}: '
+            raise ConfigError(f'input_size: {list(cfg.input_size)} differs from the frame cache size {list(cache.size)}: '
                               'build the cache at the input size')
-        dev = get_device(cfg.device)
+        bad_device = lambda why: ConfigError(f"device: must be {TrainConfig._ranges['device'][0]} (got {cfg.device!r}: {why})")
+        try: dev = get_device(cfg.device)
+        except ConfigError: raise bad_device('CUDA is not available on this machine') from None
+        if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise bad_device(f'this machine has {torch.cuda.device_count()} GPU(s)')
         self.device = torch.device('cuda', local) if dev.type == 'cuda' and self.world > 1 else dev
         seed_everything(cfg.seed, cfg.deterministic)
         names = list(cfg.classes) if cfg.classes else list(ds.classes)
         unknown = [c for c in names if c not in ds.classes]
-        if unknown: raise ConfigError(f'TrainConfig.classes: {unknown} are not classes of the dataset')
+        if unknown: raise ConfigError(f"classes: {unknown} {'is not a class' if len(unknown) == 1 else 'are not classes'} of the dataset "
+                                      f"(its classes: {', '.join(ds.classes[:10])}{' ...' if len(ds.classes) > 10 else ''})")
         self.class_map = None if not cfg.classes else {ds.classes.index(c): i for i, c in enumerate(names)}
+        if split is not None and not any(np.isin(t.frames, split.frames(t.video, 'test')).any() for t in ds.tubes
+                                         if ds.classes[t.class_id] in names and t.video in split.test):
+            raise ConfigError(f"{ds.root or 'the dataset'}: its held-out part ({len(split.videos)} video(s), "
+                              f"{sum(len(split.frames(v, 'test')) for v in split.videos)} frames) holds no box of the classes trained, "
+                              'so the run could not be scored: label more video (the held-out part is 20 % of it, in 4-s blocks)')
         self.model = model if model is not None else self._build(names)
         self.family = self.model.spec['family']
         self.model.spec.update(classes=names, input_size=[int(v) for v in cfg.input_size],
@@ -240,12 +321,17 @@ class Trainer:
         self.init_report = None
         if cfg.init:
             _, ck = _load_any(cfg.init)
-            self.init_report = load_matching(self.model, ck)
+            try: self.init_report = load_matching(self.model, ck)
+            except RuntimeError as e: raise CheckpointError(f'{cfg.init}: its tensors cannot initialise {cfg.model}: {str(e).splitlines()[0]}') from None
         if cfg.bn_momentum is not None:
             for m in self.model.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm): m.momentum = cfg.bn_momentum
         if cfg.freeze is not None:
-            if not hasattr(self.model, 'freeze'): raise ConfigError(f'TrainConfig.freeze: {cfg.model} has no freeze API')
+            if not hasattr(self.model, 'freeze'): raise ConfigError(f'freeze: {cfg.model} has no freeze API')
+            import inspect
+            params = inspect.signature(self.model.freeze).parameters
+            bad = sorted(set(cfg.freeze) - set(params))
+            if bad: raise ConfigError(f"freeze: unknown argument(s) {bad} of {cfg.model}'s freeze (it takes {', '.join(params)})")
             self.model.freeze(**cfg.freeze)
         self.model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -272,20 +358,22 @@ class Trainer:
     def _build(self, names: list) -> nn.Module:
         cfg = self.cfg
         _load_builders()
-        if cfg.model not in _REGISTRY: raise ConfigError(f'TrainConfig.model: unknown model {cfg.model!r}')
+        if cfg.model not in _REGISTRY: raise ConfigError(f'model: unknown model {cfg.model!r}')
         fam = _REGISTRY[cfg.model][1]
         kw = dict(cfg.model_kwargs, num_classes=len(names))
         if fam == 'clip': kw.setdefault('T', cfg.T)
         if cfg.anchors == 'custom' and 'anchors' not in cfg.model_kwargs:
             from restaurant_actions.anchors import anchors_from_dataset
-            probe = build_model(cfg.model, **kw)
+            probe = _build_model(cfg.model, kw)
             k = len(probe.anchors) if fam == 'clip' else sum(len(y['mask']) for y in probe.yolo_layers)
             stride = getattr(probe, 'stride', 32) if fam == 'clip' else 32      # YOWO's anchors are in cells of its head
             del probe
-            r = anchors_from_dataset(self.ds, k=k, kind='yowo' if fam == 'clip' else 'yolov3', input_size=tuple(cfg.input_size),
-                                     seed=cfg.seed, split=self.split, stride=stride)
+            try: r = anchors_from_dataset(self.ds, k=k, kind='yowo' if fam == 'clip' else 'yolov3', input_size=tuple(cfg.input_size),
+                                          seed=cfg.seed, split=self.split, stride=stride)
+            except ValueError as e:       # too few distinct training boxes for k-means (a tiny dataset)
+                raise ConfigError(f"anchors: 'custom' needs more training boxes ({e}); use anchors='default' (the builder's)") from None
             kw['anchors'] = np.asarray(r['anchors'], float).round(4).tolist()
-        return build_model(cfg.model, **kw)
+        return _build_model(cfg.model, kw)
 
     # ---- checkpoints
     def checkpoint(self) -> dict:
@@ -312,20 +400,32 @@ class Trainer:
     def best_path(self) -> Path: return self.out/f'checkpoint_{self.name}.pt'
 
     def resume(self, path=None) -> bool:
-        "Continue from `path` (default: this run's last checkpoint); False when there is none."
+        """Continue from `path` (default: this run's last checkpoint); False when there is none. Refused with one `ConfigError`
+        line: a checkpoint written with another configuration (naming the differing fields; only `RESUME_MAY_CHANGE` may
+        differ), a `steps` below the steps it has done, or a file that is not a training checkpoint of this model."""
         path = Path(path) if path else (self.last_path if self.out else None)
         if path is not None:                                          # temporary files of writes a crash cut short
             for t in path.parent.glob(f'.{path.name}.*.tmp'): t.unlink(missing_ok=True)
         if path is None or not path.exists(): return False
-        ck = torch.load(path, map_location='cpu', weights_only=True)
-        diff = sorted(k for k, v in self.cfg.to_dict().items() if ck['config'].get(k) != v and k not in ('steps', 'eval_every', 'device', 'num_workers'))
-        if diff: raise ConfigError(f'{path}: written with another configuration (fields {diff}); use another out_dir')
+        ck = _read_checkpoint(path, 'cpu')
+        need = ('model', 'optimizer', 'scheduler', 'scaler', 'ema', 'rng', 'recurrent_state', 'world', 'config', *RESUMED)
+        if not isinstance(ck, dict) or not isinstance(ck.get('config'), dict) or any(k not in ck for k in need):
+            raise CheckpointError(f'{path}: not a checkpoint to resume training from (it lacks ' +
+                                  ', '.join(k for k in need if not isinstance(ck, dict) or k not in ck) + ')')
+        mine, theirs = self.cfg.to_dict(), ck['config']
+        diff = [k for k, v in mine.items() if theirs.get(k) != v and k not in RESUME_MAY_CHANGE]
+        if diff:
+            raise ConfigError(f'{path}: this run was trained with another configuration; resume it with its own, or train into another '
+                              'folder. Differing: ' + '; '.join(f'{k} {_short(theirs.get(k))} in the run, {_short(mine[k])} now' for k in diff))
+        if ck['step'] > self.cfg.steps: raise ConfigError(f"steps: {self.cfg.steps} is below the {ck['step']} steps this run has done")
+        missing, unexpected, mismatched, lines = state_dict_problems(self.model.state_dict(), ck['model'])
+        if lines: raise CheckpointError(f"{path}: its weights do not fit the model: " + '; '.join(lines), missing, unexpected, mismatched)
         self.model.load_state_dict(ck['model'])
         self.opt.load_state_dict(ck['optimizer']); self.sched.load_state_dict(ck['scheduler'])
         if self.scaler and ck['scaler']: self.scaler.load_state_dict(ck['scaler'])
         if self.ema and ck['ema']: self.ema.load_state_dict(ck['ema'])
         set_rng_state(ck['rng'])
-        for k in ('step', 'epoch', 'pos', 'bad', 'skipped', 'history', 'evals', 'best'): setattr(self, k, ck[k])
+        for k in RESUMED: setattr(self, k, ck[k])
         st = ck['recurrent_state']
         self.state = _to(st[self.rank] if self.world > 1 and ck['world'] == self.world else (None if ck['world'] != self.world else st), self.device)
         return True
@@ -452,8 +552,8 @@ class _null:
     def __exit__(self, *a): return False
 
 def _load_any(path) -> tuple:
-    "`(spec, state dict)` of one of our checkpoints."
-    ck = torch.load(path, map_location='cpu', weights_only=True)
+    "`(spec, state dict)` of one of our checkpoints; `CheckpointError` (one line naming the file) if it cannot be read."
+    ck = _read_checkpoint(path, 'cpu')
     if not isinstance(ck, dict) or not isinstance(ck.get('model'), dict):
         raise ConfigError(f"{path}: not a restaurant_actions checkpoint (no 'model' state dict)")
     return ck.get('model_spec'), ck['model']

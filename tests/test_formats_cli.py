@@ -120,7 +120,7 @@ def test_reader_options_one_check(tmp_path):
                      ('clip=2', 'option clip: must be true or false (got 2)'),
                      (f'media_dir={tmp_path}/nope', 'option media_dir: must be an existing folder'),
                      ('classes=[]', 'option classes: must be a non-empty list of class names (got [])'),
-                     ('noequals', "option 'noequals' must look like key=value")]:
+                     ('noequals', "-o 'noequals': must look like KEY=VALUE")]:
         for cmd in (['validate', tmp_path/'cam1.xml'], ['convert', tmp_path/'cam1.xml', tmp_path/'out']):
             code, err = run_here(*cmd, '-o', opt)                             # in-process: no second of imports per case
             assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (cmd, opt, err)

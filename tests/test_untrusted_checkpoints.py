@@ -145,5 +145,5 @@ def test_cli_eval_one_line_error(tmp_path):
     r = subprocess.run([str(EXE), 'eval', str(tmp_path/'evil.pt'), '--data', str(tmp_path)], capture_output=True,
                        text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr
-    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith(f'error: {tmp_path}/evil.pt: refused'), r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith(f'{tmp_path}/evil.pt: refused'), r.stderr
     assert not (tmp_path/'PWNED_BY_CHECKPOINT').exists()

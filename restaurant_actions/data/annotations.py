@@ -294,11 +294,19 @@ def load_dataset(root, validate: bool = True, check_files: bool = False) -> Data
     if not isinstance(tubes, list): p.add('$.tubes', 'not a list'); tubes = []
     meta = doc.get('meta', {})
     if not isinstance(meta, dict): p.add('$.meta', 'must be an object'); meta = {}
-    videos = [v for i, d in enumerate(vids) if (v := _parse_video(d, f'$.videos[{i}]', p)) is not None]
-    tlist = [t for i, d in enumerate(tubes) if (t := _parse_tube(d, f'$.tubes[{i}]', p)) is not None]
-    p.check()
-    ds = Dataset(classes, videos, tlist, root=root, meta=meta)
-    if validate: validate_dataset(ds, check_files=check_files and not meta.get('annotations_only'), file=ap)
+    vs = [(f'$.videos[{i}]', v) for i, d in enumerate(vids) if (v := _parse_video(d, f'$.videos[{i}]', p)) is not None]
+    ts = [(f'$.tubes[{i}]', t) for i, d in enumerate(tubes) if (t := _parse_tube(d, f'$.tubes[{i}]', p)) is not None]
+    check_files = check_files and not meta.get('annotations_only')
+    if p:            # every problem in one pass: the entries that parsed are still checked against each other and the files
+        lost = {d.get('id') for d in vids if isinstance(d, dict)} - {v.id for _, v in vs}   # videos that did not parse
+        ts = [(w, t) for w, t in ts if t.video not in lost and classes]                    # (their tubes, and all without classes)
+        if validate:
+            try: validate_dataset(Dataset(classes, [v for _, v in vs], [t for _, t in ts], root=root, meta=meta), check_files,
+                                  file=ap, paths=([w for w, _ in vs], [w for w, _ in ts]))
+            except AnnotationError as e: p.items += e.problems
+        p.check()
+    ds = Dataset(classes, [v for _, v in vs], [t for _, t in ts], root=root, meta=meta)
+    if validate: validate_dataset(ds, check_files=check_files, file=ap)
     return ds
 
 # %% ../../nbs/02_annotations.ipynb #ff6a7190
@@ -315,9 +323,11 @@ def _probe_media(path: Path, v: Video) -> str | None:
         return f'{path}: frames are {w}x{h}, the annotations say {v.width}x{v.height} (boxes are in pixels of the stored frame)'
     return None
 
-def validate_dataset(ds: Dataset, check_files: bool = False, file=None):
-    "Raise one `AnnotationError` listing every problem of `ds` (JSON paths refer to `annotations.json`); `check_files`: every video exists, opens, decodes its first frame at the annotated size."
+def validate_dataset(ds: Dataset, check_files: bool = False, file=None, paths=None):
+    "Raise one `AnnotationError` listing every problem of `ds` (JSON paths refer to `annotations.json`; `paths`: `(video paths, tube paths)` where they are not `$.videos[i]`/`$.tubes[i]`); `check_files`: every video exists, opens, decodes its first frame at the annotated size."
     p = Problems(file if file is not None else (Path(ds.root)/'annotations.json' if ds.root else '<dataset>'))
+    vp = lambda i: paths[0][i] if paths else f'$.videos[{i}]'
+    tp = lambda i: paths[1][i] if paths else f'$.tubes[{i}]'
     first = {}
     for i, c in enumerate(ds.classes):    # names and ids are written into text, CSV and XML files: no control characters
         if not isinstance(c, str) or not c.strip(): p.add(f'classes[{i}]', f'class name must be a non-empty string, got {c!r}'); continue
@@ -326,9 +336,9 @@ def validate_dataset(ds: Dataset, check_files: bool = False, file=None):
         first.setdefault(c.strip(), i)
     vids = {}
     for i, v in enumerate(ds.videos):
-        w = f'$.videos[{i}]'
+        w = vp(i)
         if (ch := _bad_char(v.id)) is not None: p.add(f'{w}.id', f'video id {v.id!r} contains the control character {ch!r}')
-        if v.id in vids: p.add(f'{w}.id', f'duplicate video id {v.id!r} (also $.videos[{vids[v.id]}])')
+        if v.id in vids: p.add(f'{w}.id', f'duplicate video id {v.id!r} (also {vp(vids[v.id])})')
         vids.setdefault(v.id, i)
         for j, (a, b) in enumerate(v.annotated):
             if not (0 <= a <= b < v.num_frames):
@@ -337,8 +347,8 @@ def validate_dataset(ds: Dataset, check_files: bool = False, file=None):
         elif check_files and (why := _probe_media(ds.video_path(v), v)): p.add(f'{w}.file', why)
     tids = {}
     for i, t in enumerate(ds.tubes):
-        w = f'$.tubes[{i}]'
-        if t.id in tids: p.add(f'{w}.id', f'duplicate tube id {t.id} (also $.tubes[{tids[t.id]}])')
+        w = tp(i)
+        if t.id in tids: p.add(f'{w}.id', f'duplicate tube id {t.id} (also {tp(tids[t.id])})')
         tids.setdefault(t.id, i)
         if not 0 <= t.class_id < len(ds.classes):
             p.add(f'{w}.class_id', f'unknown class id {t.class_id} (classes.txt has {len(ds.classes)}: 0..{len(ds.classes) - 1})')

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core import atomic_write
 from ..boxes import box_iou
-from ..core import ConfigError
+from ..core import ConfigError, check_destination, output_folder
 from .video import IMAGE_EXTS, frame_files, read_frames
 from .annotations import (AnnotationError, Problems, Dataset, Video, Tube, load_dataset,
                                                  validate_dataset, read_classes, frames_to_ranges, _lines, _is_num, _probe_media)
@@ -776,25 +776,15 @@ def _takes(fn, options: dict) -> dict: return {k: v for k, v in options.items() 
 
 def convert(src, dst, src_fmt: str = None, dst_fmt: str = 'native', overwrite: bool = False, annotations_only: bool = False,
             **options) -> Dataset:
-    """Convert `src` to `dst_fmt` at `dst`, all or nothing; returns the dataset read from `src`. The videos must be there
-    (as `validate` checks them) unless `annotations_only`."""
+    """Convert `src` to `dst_fmt` at `dst`, all or nothing (`core.output_folder`); returns the dataset read from `src`.
+    The videos must be there (as `validate` checks them) unless `annotations_only`. `dst` may not be, hold or lie inside
+    `src`; `overwrite` replaces only an earlier output of ours."""
     dst = Path(dst); src_fmt = src_fmt or detect_format(src)
     _check_fmt(src_fmt, src); _check_fmt(dst_fmt, dst)
     rd, wr = _readers()[src_fmt], _writers()[dst_fmt]
     check_options(options, *[f for f in (rd, wr) if f is not load_dataset])     # the files: annotations_only
-    if dst.exists() and not overwrite and (dst.is_file() or any(dst.iterdir())):
-        raise FileExistsError(f'{dst}: exists and is not empty (pass --overwrite to replace it)')
+    check_destination(dst, overwrite, inputs=[src])
     ds = read_annotations(src, src_fmt, check_files=not annotations_only, **_takes(rd, options))
     wopts = _takes(wr, options) | ({'media': 'none'} if annotations_only and dst_fmt == 'native' else {})
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = Path(tempfile.mkdtemp(prefix=f'.{dst.name}.', suffix='.tmp', dir=dst.parent)), None
-    try:
-        write_annotations(ds, tmp, dst_fmt, **wopts)
-        if dst.exists() or dst.is_symlink(): old = dst.with_name(f'{tmp.name}.old'); os.replace(dst, old)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not dst.exists(): os.replace(old, dst)
-        raise
-    if old is not None: shutil.rmtree(old) if old.is_dir() else old.unlink()
+    with output_folder(dst, overwrite, inputs=[src]) as tmp: write_annotations(ds, tmp, dst_fmt, **wopts)
     return ds

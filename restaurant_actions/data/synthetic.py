@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..core import Config
+from ..core import Config, ConfigError, output_folder
 from .annotations import Dataset, Tube, Video
 from .video import VideoWriter
 
@@ -91,9 +91,19 @@ OBJECT_DEFINED = ['Operating POS', 'Using a cell phone', 'Operating sushi roll c
                   'Operating sushi rice machine', 'Operating fivestar']
 
 # %% ../../nbs/04_synthetic.ipynb #d53879b4
+def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+def _is_num(v) -> bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+def _int_in(lo, hi=None): return lambda v: _is_int(v) and lo <= v and (hi is None or v <= hi)
+def _num_in(lo, hi, lo_open=False, hi_open=False):
+    return lambda v: _is_num(v) and (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
+def _is_size(v) -> bool: return isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_int(x) and 32 <= x <= 2048 and x % 2 == 0 for x in v)
+def _is_only(v) -> bool:
+    return v is None or (isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(n, str) and n in ACTION_NAMES for n in v)
+                         and len(set(v)) == len(v))
+
 @dataclass
 class SynthConfig(Config):
-    "Knobs of the synthetic restaurant."
+    "Knobs of the synthetic restaurant (`check()` refuses a value outside its range in `_ranges`, naming the field)."
     minutes: float = 1.0          # footage per view
     seed: int = 0
     fps: float = 15.0
@@ -121,10 +131,52 @@ class SynthConfig(Config):
     label_noise: float = 0.0      # fraction of action clips given a wrong class (the true class is kept in meta)
     video_format: str = 'mp4'     # 'mp4' (MPEG-4, as CCTV exports), 'avi' (MJPG, intra-frame only) or 'jpg' (frame folders)
 
+    _ranges = dict(
+        minutes=('> 0 and <= 600', _num_in(0, 600, lo_open=True)),
+        seed=('an integer >= 0', _int_in(0)),
+        fps=('>= 1 and <= 120', _num_in(1, 120)),
+        size=('two even integers (width, height) from 32 to 2048', _is_size),
+        views=('an integer from 1 to 8', _int_in(1, 8)),
+        classes=(f'an integer from 1 to {len(ACTION_NAMES)}', _int_in(1, len(ACTION_NAMES))),
+        imbalance=('>= 0 and <= 10', _num_in(0, 10)),
+        paired=('true or false', lambda v: isinstance(v, bool)),
+        only=('None or a non-empty list of distinct action names (ACTION_NAMES)', _is_only),
+        workers=('an integer from 1 to 16', _int_in(1, 16)),
+        idle=('>= 0 and < 1', _num_in(0, 1, hi_open=True)),
+        segment_minutes=('> 0 and <= 600', _num_in(0, 600, lo_open=True)),
+        scene=('an integer >= 0', _int_in(0)),
+        speed=('>= 0.01 and <= 10', _num_in(0.01, 10)),
+        pauses=('>= 0 and <= 1', _num_in(0, 1)),
+        clutter=('an integer from 0 to 100', _int_in(0, 100)),
+        occluders=('an integer from 0 to 16', _int_in(0, 16)),
+        jitter=('>= 0 and <= 50', _num_in(0, 50)),
+        lookalikes=(f'an integer from 0 to {len(LOOKALIKE_PAIRS)}', _int_in(0, len(LOOKALIKE_PAIRS))),
+        hand_scale=('> 0 and <= 10', _num_in(0, 10, lo_open=True)),
+        carry=('true or false', lambda v: isinstance(v, bool)),
+        noise=('>= 0 and <= 255', _num_in(0, 255)),
+        flicker=('>= 0 and <= 1', _num_in(0, 1)),
+        label_noise=('>= 0 and < 1', _num_in(0, 1, hi_open=True)),
+        video_format=("one of 'mp4', 'avi', 'jpg'", lambda v: v in ('mp4', 'avi', 'jpg')))
+
+    def check(self) -> 'SynthConfig':
+        """Raise `ConfigError` `'<field>: must be <valid values> (got <value>)'` for the first field outside its range in `_ranges`,
+        or for `only` naming a class beyond the first `classes`, or `label_noise` with a single class to draw from; return self."""
+        super().check()
+        names = class_ranking(self.classes)
+        if self.only is not None and set(self.only) - set(names):
+            unused = [n for n in self.only if n not in names]
+            raise ConfigError(f'only: must be names among the first {self.classes} classes of class_ranking(), not {unused} '
+                              f'(got {self.only!r})')
+        if self.label_noise and len(self.only or names) < 2:
+            raise ConfigError(f'label_noise: must be 0 when a single class is drawn (got {self.label_noise!r})')
+        return self
+
     @classmethod
     def preset(cls, difficulty: str = 'medium', **kw) -> 'SynthConfig':
-        "A configuration with the knobs of a difficulty preset ('easy', 'medium', 'hard'), then `kw` applied."
-        if difficulty not in DIFFICULTY: raise ValueError(f"unknown difficulty {difficulty!r}; known: {', '.join(DIFFICULTY)}")
+        """A configuration with the knobs of a difficulty preset ('easy', 'medium', 'hard'), then `kw` applied;
+        an unknown `difficulty` raises `ConfigError` naming the choices. The values are checked by `check()` (`make_synthetic` calls it)."""
+        if difficulty not in DIFFICULTY:
+            raise ConfigError(f"difficulty: must be one of {', '.join(map(repr, DIFFICULTY))} (got {difficulty!r})")
         return cls(**{**DIFFICULTY[difficulty], **kw})
 
 DIFFICULTY = dict(
@@ -219,7 +271,7 @@ def _script(cfg: SynthConfig, n_frames: int, rng, acting: bool = True, lane: flo
             pause = (float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.25, 0.5)))
             n_act = int(n_act / (1 - pause[1]))
         n_go = int(np.linalg.norm(pa - pos) / speed * fps) + 1
-        n_idle = int(rng.exponential(n_act * cfg.idle / max(1 - cfg.idle, 1e-3))) + 1 if acting else int(rng.integers(1, fps))
+        n_idle = int(rng.exponential(n_act * cfg.idle / max(1 - cfg.idle, 1e-3))) + 1 if acting else int(rng.integers(1, max(fps, 2)))   # fps < 2: one-frame lingers
         name = names[c] if c >= 0 else None
         bring = (tool, item) if cfg.carry and name in _PUT_DOWNS else held       # a put-down's tool/item comes in with the hand
         for sp in (_Span(t, t + n_idle, -1, pos, pos, *held, osc=True), _Span(t + n_idle, t + n_idle + n_go, -1, pos, pa, *bring),
@@ -341,52 +393,62 @@ def render_frames(cfg: SynthConfig, workers: list, n_frames: int, rng, occluders
         yield f, views, out
 
 # %% ../../nbs/04_synthetic.ipynb #f4eea031
-def make_synthetic(out, cfg: SynthConfig | None = None, progress: bool = True, **kw) -> Dataset:
-    "Generate the synthetic restaurant into folder `out` (native format) and return the dataset."
+def make_synthetic(out, cfg: SynthConfig | None = None, progress: bool = True, overwrite: bool = False, **kw) -> Dataset:
+    """Generate the synthetic restaurant into folder `out` (native format) and return the dataset.
+    `cfg` (with `kw` applied) is checked first (`SynthConfig.check`); then the dataset is written into a temporary sibling
+    of `out` and renamed into place when complete (`core.output_folder`): an error or Ctrl-C leaves `out` as it was.
+    An existing non-empty `out` is refused unless `overwrite`, and then replaced only if it is an earlier output of ours."""
     cfg = (cfg or SynthConfig()).replace(**kw) if kw else (cfg or SynthConfig())
-    if cfg.video_format not in ('mp4', 'avi', 'jpg'): raise ValueError(f"video_format must be 'mp4', 'avi' or 'jpg', got {cfg.video_format!r}")
-    out = Path(out); (out/'videos').mkdir(parents=True, exist_ok=True)
+    cfg.check()
+    out = Path(out)
+    with output_folder(out, overwrite) as tmp:
+        ds = _generate(tmp, cfg, progress)
+    ds.root = out
+    return ds
+
+def _generate(root: Path, cfg: SynthConfig, progress: bool) -> Dataset:
+    "Write the videos, `classes.txt` and `annotations.json` of the checked `cfg` into folder `root`."
+    (root/'videos').mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
-    total = int(round(cfg.minutes * 60 * cfg.fps))
+    total = max(1, int(round(cfg.minutes * 60 * cfg.fps)))
     seg_len = max(1, int(round(cfg.segment_minutes * 60 * cfg.fps)))
     names = class_ranking(cfg.classes)
     videos, tubes, noisy = [], [], {}
     used = [names.index(n) for n in cfg.only] if cfg.only else list(range(len(names)))
-    bar = tqdm(total=total * cfg.views, desc='synth frames', unit='f', disable=not progress)
-    for seg, s0 in enumerate(range(0, total, seg_len)):
-        n = min(seg_len, total - s0)
-        lw, lo = _lanes(cfg)
-        spans = [_script(cfg, n, rng, lane=l) for l in lw]
-        occl = [_script(cfg, n, rng, acting=False, lane=l) for l in lo]
-        vids = [f's{seg:02d}_c{v}' for v in range(cfg.views)]
-        ext = {'mp4': '.mp4', 'avi': '.avi', 'jpg': ''}[cfg.video_format]
-        writers = [VideoWriter(out/'videos'/f'{vid}{ext}', cfg.fps, cfg.size) for vid in vids]
-        acc = {}
-        try:
-            for f, frames, boxes in render_frames(cfg, spans, n, rng, occl):
-                for w, fr in zip(writers, frames): w.write(fr)
-                for k, (cls, per_view) in boxes.items():
-                    a = acc.setdefault(k, (cls, [], [[] for _ in per_view])); a[1].append(f)
-                    for v, b in enumerate(per_view): a[2][v].append(b)
-                bar.update(cfg.views)
-        except BaseException:
-            for w in writers: w.close(ok=False)
-            raise
-        for w in writers: w.close()
-        for v, vid in enumerate(vids):
-            videos.append(Video(vid, f'videos/{vid}{ext}', cfg.fps, cfg.size[0], cfg.size[1], n, f'c{v}'))
-        for (wk, s), (cls, frames, per_view) in sorted(acc.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-            true_cls = cls
-            if cfg.label_noise and rng.random() < cfg.label_noise:      # one wrong label, the same in every view
-                cls = int(rng.choice([c for c in used if c != true_cls]))
+    with tqdm(total=total * cfg.views, desc='synth frames', unit='f', disable=not progress) as bar:
+        for seg, s0 in enumerate(range(0, total, seg_len)):
+            n = min(seg_len, total - s0)
+            lw, lo = _lanes(cfg)
+            spans = [_script(cfg, n, rng, lane=l) for l in lw]
+            occl = [_script(cfg, n, rng, acting=False, lane=l) for l in lo]
+            vids = [f's{seg:02d}_c{v}' for v in range(cfg.views)]
+            ext = {'mp4': '.mp4', 'avi': '.avi', 'jpg': ''}[cfg.video_format]
+            writers = [VideoWriter(root/'videos'/f'{vid}{ext}', cfg.fps, cfg.size) for vid in vids]
+            acc = {}
+            try:
+                for f, frames, boxes in render_frames(cfg, spans, n, rng, occl):
+                    for w, fr in zip(writers, frames): w.write(fr)
+                    for k, (cls, per_view) in boxes.items():
+                        a = acc.setdefault(k, (cls, [], [[] for _ in per_view])); a[1].append(f)
+                        for v, b in enumerate(per_view): a[2][v].append(b)
+                    bar.update(cfg.views)
+            except BaseException:
+                for w in writers: w.close(ok=False)
+                raise
+            for w in writers: w.close()
             for v, vid in enumerate(vids):
-                bx = np.asarray(per_view[v], np.float32)
-                keep = ((bx[:, 2] - bx[:, 0]) > 1) & ((bx[:, 3] - bx[:, 1]) > 1)
-                if keep.any():
-                    if cls != true_cls: noisy[len(tubes)] = true_cls
-                    tubes.append(Tube(len(tubes), vid, cls, np.asarray(frames)[keep], bx[keep], actor=wk))
-    bar.close()
+                videos.append(Video(vid, f'videos/{vid}{ext}', cfg.fps, cfg.size[0], cfg.size[1], n, f'c{v}'))
+            for (wk, s), (cls, frames, per_view) in sorted(acc.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+                true_cls = cls
+                if cfg.label_noise and rng.random() < cfg.label_noise:      # one wrong label, the same in every view
+                    cls = int(rng.choice([c for c in used if c != true_cls]))
+                for v, vid in enumerate(vids):
+                    bx = np.asarray(per_view[v], np.float32)
+                    keep = ((bx[:, 2] - bx[:, 0]) > 1) & ((bx[:, 3] - bx[:, 1]) > 1)
+                    if keep.any():
+                        if cls != true_cls: noisy[len(tubes)] = true_cls
+                        tubes.append(Tube(len(tubes), vid, cls, np.asarray(frames)[keep], bx[keep], actor=wk))
     ds = Dataset(names, videos, tubes, meta=dict(generator='restaurant_actions.data.synthetic', config=cfg.to_dict(),
                                                          label_noise_true_class={str(k): v for k, v in noisy.items()}))
-    ds.save(out)
+    ds.save(root)
     return ds

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..core import get_logger, save_json
+from ..core import get_logger, save_json, umask
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'VideoError', 'frame_files', 'video_info', 'VideoWriter', 'DecodeReport', 'VideoDecoder', 'decode_video',
@@ -112,9 +112,10 @@ class VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.is_folder:
             self.tmp = Path(tempfile.mkdtemp(prefix=f'.{self.path.name}.', dir=self.path.parent))
+            os.chmod(self.tmp, 0o777 & ~umask())            # the user's umask, not mkdtemp's 0700
         else:
             fd, tmp = tempfile.mkstemp(prefix=f'.{self.path.stem}.', suffix=self.path.suffix, dir=self.path.parent)
-            os.close(fd); self.tmp = Path(tmp)
+            os.close(fd); self.tmp = Path(tmp); os.chmod(self.tmp, 0o666 & ~umask())
             self.w = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*_FOURCC[self.path.suffix.lower()]), self.fps, self.size)
             if not self.w.isOpened(): self.tmp.unlink(); raise VideoError(f'{self.path}: OpenCV cannot write this format')
 

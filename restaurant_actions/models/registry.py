@@ -4,7 +4,7 @@
 
 # %% ../../nbs/09_models.ipynb #bc376dc7
 from __future__ import annotations
-import inspect, pickle, re, time
+import inspect, math, numbers, pickle, re, time
 from pathlib import Path
 from typing import Callable
 
@@ -15,20 +15,47 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..core import ConfigError
 
 # %% auto #0
-__all__ = ['register_model', 'list_models', 'build_model', 'count_flops', 'model_info', 'example_input', 'model_table',
+__all__ = ['FAMILIES', 'MAX_SIZE', 'SIZE_RANGE', 'size_range', 'check_size', 'check_count', 'register_model', 'model_stride',
+           'check_names', 'list_models', 'build_model', 'count_flops', 'model_info', 'example_input', 'model_table',
            'save_checkpoint', 'CheckpointError', 'state_dict_problems', 'load_checkpoint']
 
 # %% ../../nbs/09_models.ipynb #49e15021
 _REGISTRY: dict = {}
+_STRIDES: dict = {}             # name: the input-size multiple a builder declared (`register_model(stride=...)`)
+FAMILIES = ('frame', 'sequence', 'clip')
+MAX_SIZE = 2048                 # the largest network input side `check_size` accepts
 
-def register_model(fn: Callable = None, *, family: str = None):
-    "Decorator: register builder `fn` under its name (`family`: 'frame', 'sequence' or 'clip')."
+def size_range(stride: int = 32) -> str:
+    "The valid input sizes of a network that downsamples by `stride`, in words."
+    return f'two multiples of {stride} from {stride} to {MAX_SIZE} (W, H)' if stride > 1 else f'two integers from 1 to {MAX_SIZE} (W, H)'
+
+SIZE_RANGE = size_range(32)     # every detector of the study: YOLOv3's and YOWO's heads see the input downsampled by 32
+
+def _is_int(v) -> bool: return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+def check_size(size, name: str = 'size', stride: int = 32) -> tuple:
+    "`size` as a `(W, H)` tuple of ints; else `ConfigError` `'<name>: must be two multiples of 32 from 32 to 2048 (W, H) (got ...)'`."
+    try: ok = len(size) == 2 and all(_is_int(v) and stride <= v <= MAX_SIZE and v % stride == 0 for v in size)
+    except TypeError: ok = False
+    if not ok: raise ConfigError(f'{name}: must be {size_range(stride)} (got {size!r})')
+    return tuple(int(v) for v in size)
+
+def check_count(v, name: str, lo: int = 1) -> int:
+    "`v` as an int if it is an integer >= `lo`; else `ConfigError` `'<name>: must be an integer >= <lo> (got ...)'`."
+    if not (_is_int(v) and v >= lo): raise ConfigError(f'{name}: must be an integer >= {lo} (got {v!r})')
+    return int(v)
+
+def register_model(fn: Callable = None, *, family: str = None, stride: int | None = None):
+    """Decorator: register builder `fn` under its name (`family`: 'frame', 'sequence' or 'clip'; `stride`: input sizes must be
+    multiples of it, default `model_stride`'s)."""
     def deco(f):
         old = _REGISTRY.get(f.__name__, (None,))[0]
         # a notebook re-running its chapter (module '__main__') may replace the exported builder; two libraries may not
         if old is not None and old is not f and old.__module__ != f.__module__ and '__main__' not in (old.__module__, f.__module__):
             raise ValueError(f'a model called {f.__name__!r} is already registered by {old.__module__}')
         _REGISTRY[f.__name__] = (f, family)
+        if stride is not None: _STRIDES[f.__name__] = check_count(stride, 'stride')
+        else: _STRIDES.pop(f.__name__, None)
         return f
     return deco(fn) if fn is not None else deco
 
@@ -40,20 +67,50 @@ def _load_builders():
         except ModuleNotFoundError as e:
             if e.name != f'restaurant_actions.models.{m}': raise
 
-def list_models(family: str | None = None) -> list:
-    "Names of the registered builders (of one family), sorted."
+def model_stride(name: str) -> int:
+    "The multiple a model's input sizes must be: as registered, else 32 for a detector (a builder taking `num_classes`), else 1."
+    if name in _STRIDES: return _STRIDES[name]
+    return 32 if 'num_classes' in inspect.signature(_REGISTRY[name][0]).parameters else 1
+
+def _known() -> str: return ', '.join(sorted(_REGISTRY)) or 'none'
+
+def check_names(names, name: str = 'names') -> list:
+    "`names` (one name or several) as a list without repeats; `ConfigError` `'<name>: unknown model(s) [...] (known: ...)'` for names not registered."
     _load_builders()
-    return sorted(n for n, (_, fam) in _REGISTRY.items() if family is None or fam == family)
+    names = [names] if isinstance(names, str) else list(dict.fromkeys(names))
+    unknown = [n for n in names if n not in _REGISTRY]
+    if unknown: raise ConfigError(f'{name}: unknown model(s) {unknown} (known: {_known()})')
+    return names
+
+def list_models(family: str | None = None, only=None) -> list:
+    "Names of the registered builders (of one `family`), sorted; `only`: just these, in their order (unknown ones, or ones of another family, raise `ConfigError`)."
+    _load_builders()
+    if family is not None and family not in FAMILIES:
+        raise ConfigError(f"family: must be one of {', '.join(map(repr, FAMILIES))} (got {family!r})")
+    names = sorted(n for n, (_, fam) in _REGISTRY.items() if family is None or fam == family)
+    if only is None: return names
+    only = check_names(only, 'only')
+    other = [n for n in only if n not in names]
+    if other: raise ConfigError(f"only: {other} {'is not a' if len(other) == 1 else 'are not'} {family} model{'s' * (len(other) > 1)} "
+                                f"(the {family} models: {', '.join(names)})")
+    return only
 
 def build_model(name: str, **kwargs) -> nn.Module:
-    "Build the registered model `name`; the returned module carries its spec in `model.spec`."
+    """Build the registered model `name`; the returned module carries its spec in `model.spec`.
+    `ConfigError` (one line) for an unknown name or argument, `num_classes` or `T` below 1, or a value the builder refuses."""
     _load_builders()
-    if name not in _REGISTRY: raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY)) or 'none'}")
+    if name not in _REGISTRY: raise ConfigError(f"name: unknown model {name!r} (known: {_known()})")
     fn, family = _REGISTRY[name]
-    bad = sorted(set(kwargs) - set(inspect.signature(fn).parameters))
-    if bad and not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()):
-        raise TypeError(f'{name}: unknown argument(s) {bad}; it takes {list(inspect.signature(fn).parameters)}')
-    model = fn(**kwargs)
+    params = inspect.signature(fn).parameters
+    bad = sorted(set(kwargs) - set(params))
+    if bad and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        raise ConfigError(f'{name}: unknown argument(s) {bad}; it takes {list(params)}')
+    for k in ('num_classes', 'T'):
+        if k in kwargs: check_count(kwargs[k], k)
+    try: model = fn(**kwargs)
+    except ConfigError: raise
+    except (KeyError, ValueError) as e:          # a value the builder refuses (e.g. an unknown 3D backbone)
+        raise ConfigError(f"{name}: {e.args[0] if isinstance(e, KeyError) and e.args else e}") from None
     model.spec = dict(name=name, family=family, kwargs=dict(kwargs))
     return model
 
@@ -83,14 +140,19 @@ def example_input(family: str, size: tuple = (416, 416), T: int = 8, batch: int 
     "Input shape a model of `family` takes: frame `[B,3,H,W]`, sequence `[B,T,3,H,W]`, clip `[B,3,T,H,W]`."
     W, H = size
     shapes = dict(frame=(batch, 3, H, W), sequence=(batch, T, 3, H, W), clip=(batch, 3, T, H, W))
-    if family not in shapes: raise ValueError(f"unknown model family {family!r}; known: {', '.join(shapes)}")
+    if family not in shapes: raise ConfigError(f"family: must be one of {', '.join(map(repr, shapes))} (got {family!r})")
     return shapes[family]
 
 def model_table(names=None, size: tuple = (416, 416), T: int | None = None, time_it: bool = False, **kwargs) -> list:
-    "One row per registered model (or `names`): name, family, parameters, GFLOPs (and seconds) at `size`; `None` kwargs keep the builder's defaults."
-    _load_builders()
+    """One row per registered model (or per name of `names`): name, family, parameters, GFLOPs (and seconds) at `size`;
+    `None` kwargs keep the builder's defaults. Checked first, one `ConfigError` line each: `names` registered, `size` two
+    multiples of each model's `model_stride` (32 for the detectors) up to 2048, `T` and `num_classes` integers >= 1."""
+    names = list_models() if names is None else check_names(names, 'names')
+    size = check_size(size, stride=math.lcm(*(model_stride(n) for n in names)) if names else 1)   # before any model is built
+    if T is not None: check_count(T, 'T')
+    if kwargs.get('num_classes') is not None: check_count(kwargs['num_classes'], 'num_classes')
     rows = []
-    for n in names or list_models():
+    for n in names:
         fam = _REGISTRY[n][1]
         params = inspect.signature(_REGISTRY[n][0]).parameters
         t = T if T is not None else (params['T'].default if 'T' in params else 8)   # a clip model's own clip length
