@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['MANIFEST', 'ConfigError', 'Config', 'umask', 'atomic_write', 'save_json', 'foreign_files', 'check_destination',
-           'output_folder', 'seed_everything', 'get_device', 'project_root', 'runs_dir', 'data_dir', 'get_logger']
+__all__ = ['MANIFEST', 'ConfigError', 'Config', 'umask', 'atomic_write', 'save_json', 'is_int', 'is_real', 'int_in', 'num_in',
+           'check_param', 'foreign_files', 'check_destination', 'output_folder', 'seed_everything', 'get_device',
+           'project_root', 'runs_dir', 'data_dir', 'get_logger']
 
 # %% ../nbs/00_core.ipynb #0cdcd7ad
 class ConfigError(ValueError):
@@ -127,6 +128,29 @@ def atomic_write(path, mode: str = 'w', encoding: str = None):
 def save_json(obj, path, indent=None):
     "Write `obj` as JSON to `path` atomically."
     with atomic_write(path, 'w') as f: json.dump(obj, f, indent=indent); f.write('\n')
+
+# %% ../nbs/00_core.ipynb #dbd0cb8f
+def is_int(v) -> bool:
+    "An integer (Python or numpy), not a bool."
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+def is_real(v) -> bool:
+    "A finite real number (Python or numpy), not a bool."
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and bool(np.isfinite(v))
+
+def int_in(lo: int, hi: int | None = None):
+    "A test for `_ranges` and `check_param`: an integer in `[lo, hi]`."
+    return lambda v: is_int(v) and lo <= v and (hi is None or v <= hi)
+
+def num_in(lo: float, hi: float | None = None, lo_open: bool = False, hi_open: bool = False):
+    "A test: a finite real number in `[lo, hi]` (an open end with `lo_open` / `hi_open`)."
+    return lambda v: is_real(v) and (lo < v if lo_open else lo <= v) and (hi is None or (v < hi if hi_open else v <= hi))
+
+def check_param(name: str, value, what: str, ok) -> None:
+    "Raise `ConfigError('<name>: must be <what> (got <value>)')` unless `ok(value)` is true (a test that raises counts as false)."
+    try: good = bool(ok(value))
+    except (TypeError, ValueError): good = False
+    if not good: raise ConfigError(f'{name}: must be {what} (got {value!r})')
 
 # %% ../nbs/00_core.ipynb #43b0feef
 MANIFEST = '.restaurant_actions.json'

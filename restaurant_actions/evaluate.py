@@ -14,7 +14,8 @@ from .data.annotations import Dataset, mask_to_ranges
 from .data.datasets import ClipDataset, FrameDataset, collate_detections, to_tensor
 from .data.splits import PARTS, Split
 from .data.video import FrameCache
-from .metrics import check_param, frame_ap, is_int, is_real, yowo_frame_measures
+from .core import check_param, is_int, is_real
+from .metrics import frame_ap, yowo_frame_measures
 
 # %% auto #0
 __all__ = ['check_evaluate', 'evaluate']

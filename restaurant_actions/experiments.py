@@ -14,7 +14,8 @@ from tqdm.auto import tqdm
 from .core import Config, ConfigError, atomic_write, data_dir, get_logger, project_root, runs_dir, save_json
 from .data.annotations import Dataset, load_dataset
 from .data.synthetic import SynthConfig, make_synthetic
-from .metrics import check_param, is_int, metrics_to_json
+from .core import check_param, is_int
+from .metrics import metrics_to_json
 
 # %% auto #0
 __all__ = ['PROFILES', 'PARAMETERS', 'Profile', 'get_profile', 'default_dataset', 'Experiment', 'check_parameters',

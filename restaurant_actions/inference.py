@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .boxes import draw_boxes
 from .core import MANIFEST, Config, ConfigError, atomic_write, check_destination, get_device, get_logger
+from .core import int_in as _int_in, num_in as _num_in
 from .core import output_folder, runs_dir, save_json
 from .data.datasets import clip_indices
 from .data.video import StreamReader, VideoError, VideoWriter, _is_live
@@ -95,14 +96,6 @@ def prepare_model(model: nn.Module, device='cpu', options: InferenceOptions | No
     return m
 
 # %% ../nbs/22_inference.ipynb #85b8d72c
-def _int_in(lo: int, hi: int | None = None):
-    "A test: an integer (not a bool) in `[lo, hi]`."
-    return lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and lo <= v and (hi is None or v <= hi)
-
-def _num_in(lo: float, hi: float, open_lo: bool = False):
-    "A test: a real number (not a bool) in `[lo, hi]` (`(lo, hi]` if `open_lo`); NaN fails."
-    return lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and (lo < v if open_lo else lo <= v) and v <= hi
-
 def _or_none(test): return lambda v: v is None or test(v)
 
 def _size_ok(s) -> bool:
@@ -131,7 +124,7 @@ class DetectConfig(Config):
         stride=('an integer >= 1', _int_in(1)),
         batch=('an integer >= 1 and <= 1024', _int_in(1, 1024)),
         conf_thresh=('a number >= 0 and <= 1', _num_in(0, 1)),
-        nms_iou=('a number > 0 and <= 1', _or_none(_num_in(0, 1, open_lo=True))),
+        nms_iou=('a number > 0 and <= 1', _or_none(_num_in(0, 1, lo_open=True))),
         size=('WxH with width and height multiples of 32 from 32 to 4096', _size_ok),
         T=('an integer >= 1 and <= 256', _or_none(_int_in(1, 256))),
         d=('an integer >= 1 and <= 64', _or_none(_int_in(1, 64))),

@@ -11,31 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from .boxes import box_iou
-from .core import ConfigError
+from .core import ConfigError, check_param, is_int, is_real
 from .data.annotations import AnnotationError, Problems
 
 # %% auto #0
-__all__ = ['IOU_RANGE', 'RULES', 'INTERPS', 'COCO_RECALLS', 'VIDEO_MAP_THRESHOLDS', 'check_param', 'is_int', 'is_real',
-           'check_matching', 'voc_ap', 'coco101_ap', 'match_detections', 'frame_ap', 'frame_ap_loop',
-           'read_frame_map_folders', 'frame_map_from_folders', 'write_frame_detections', 'yowo_frame_measures',
-           'prf_at_threshold', 'subset_metrics', 'bootstrap_ci', 'metrics_to_json', 'LinkedTube', 'link_tubes',
-           'tube_iou', 'nms_3d', 'video_ap', 'video_map']
+__all__ = ['IOU_RANGE', 'RULES', 'INTERPS', 'COCO_RECALLS', 'VIDEO_MAP_THRESHOLDS', 'check_matching', 'voc_ap', 'coco101_ap',
+           'match_detections', 'frame_ap', 'frame_ap_loop', 'read_frame_map_folders', 'frame_map_from_folders',
+           'write_frame_detections', 'yowo_frame_measures', 'prf_at_threshold', 'subset_metrics', 'bootstrap_ci',
+           'metrics_to_json', 'LinkedTube', 'link_tubes', 'tube_iou', 'nms_3d', 'video_ap', 'video_map']
 
 # %% ../nbs/20_metrics.ipynb #ef272e28
-def check_param(name: str, value, what: str, ok) -> None:
-    "Raise `ConfigError('<name>: must be <what> (got <value>)')` unless `ok(value)` is true (a test that raises counts as false)."
-    try: good = bool(ok(value))
-    except (TypeError, ValueError): good = False
-    if not good: raise ConfigError(f'{name}: must be {what} (got {value!r})')
-
-def is_int(v) -> bool:
-    "An integer (Python or numpy), not a bool."
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-def is_real(v) -> bool:
-    "A finite real number (Python or numpy), not a bool."
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
-
 IOU_RANGE = '> 0 and <= 1'
 RULES, INTERPS = ('voc', 'unmatched'), ('voc', 'coco')
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import atomic_write, save_json
+from ..core import is_int, is_real
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'AnnotationError', 'Problems', 'frames_to_ranges', 'mask_to_ranges', 'ranges_to_mask', 'Video',
@@ -195,8 +196,8 @@ def _save(self: Dataset, root=None, indent=None) -> Path:
 Dataset.save = _save
 
 # %% ../../nbs/02_annotations.ipynb #8ca8d84b
-def _is_int(x): return isinstance(x, int) and not isinstance(x, bool) and -2**63 < x < 2**63   # fits an int64
-def _is_num(x): return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+def _is_int(x): return is_int(x) and -2**63 < x < 2**63   # fits an int64
+_is_num = is_real
 
 def _lines(text: str) -> list:
     "Lines of `text` split at '\\n' only (a trailing '\\r' dropped): line numbers as editors, `grep -n` and `sed` count them."

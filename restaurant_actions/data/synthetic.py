@@ -13,6 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..core import Config, ConfigError, output_folder
+from ..core import int_in as _int_in, is_int as _is_int, is_real as _is_num, num_in as _num_in
 from .annotations import Dataset, Tube, Video
 from .video import VideoWriter
 
@@ -91,11 +92,6 @@ OBJECT_DEFINED = ['Operating POS', 'Using a cell phone', 'Operating sushi roll c
                   'Operating sushi rice machine', 'Operating fivestar']
 
 # %% ../../nbs/04_synthetic.ipynb #d53879b4
-def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-def _is_num(v) -> bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
-def _int_in(lo, hi=None): return lambda v: _is_int(v) and lo <= v and (hi is None or v <= hi)
-def _num_in(lo, hi, lo_open=False, hi_open=False):
-    return lambda v: _is_num(v) and (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
 def _is_size(v) -> bool: return isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_int(x) and 32 <= x <= 2048 and x % 2 == 0 for x in v)
 def _is_only(v) -> bool:
     return v is None or (isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(n, str) and n in ACTION_NAMES for n in v)

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..core import ConfigError
+from ..core import is_int as _is_int
 
 # %% auto #0
 __all__ = ['FAMILIES', 'MAX_SIZE', 'SIZE_RANGE', 'size_range', 'check_size', 'check_count', 'register_model', 'model_stride',
@@ -31,7 +32,6 @@ def size_range(stride: int = 32) -> str:
 
 SIZE_RANGE = size_range(32)     # every detector of the study: YOLOv3's and YOWO's heads see the input downsampled by 32
 
-def _is_int(v) -> bool: return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 def check_size(size, name: str = 'size', stride: int = 32) -> tuple:
     "`size` as a `(W, H)` tuple of ints; else `ConfigError` `'<name>: must be two multiples of 32 from 32 to 2048 (W, H) (got ...)'`."
