@@ -31,7 +31,8 @@ setuptools.setup(
                 + ['Programming Language :: Python :: ' + o for o in py_versions[py_versions.index(min_python):]],
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=[lib_path, lib_path + '.*']),
-    include_package_data=True,
+    include_package_data=False,    # the package data is listed in package_data (MANIFEST.in: the sdist)
+    package_data={cfg['lib_name']: ['cfg/*.cfg']},    # the darknet network definitions (models.darknet.cfg_text)
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + cfg['min_python'],

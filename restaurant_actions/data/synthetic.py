@@ -396,6 +396,8 @@ def make_synthetic(out, cfg: SynthConfig | None = None, progress: bool = True, o
     An existing non-empty `out` is refused unless `overwrite`, and then replaced only if it is an earlier output of ours."""
     cfg = (cfg or SynthConfig()).replace(**kw) if kw else (cfg or SynthConfig())
     cfg.check()
+    zeros = {f.name: 0.0 for f in dataclasses.fields(cfg) if isinstance(getattr(cfg, f.name), float) and getattr(cfg, f.name) == 0}
+    if zeros: cfg = cfg.replace(**zeros)     # -0.0 is 0 (numpy's samplers refuse a scale of -0.0)
     out = Path(out)
     with output_folder(out, overwrite) as tmp:
         ds = _generate(tmp, cfg, progress)

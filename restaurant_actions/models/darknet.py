@@ -4,7 +4,7 @@
 
 # %% ../../nbs/11_darknet.ipynb #03636b3b
 from __future__ import annotations
-import copy, struct
+import copy, importlib.resources, struct
 from collections import OrderedDict
 from pathlib import Path
 
@@ -16,9 +16,10 @@ from ..core import atomic_write
 from .registry import register_model
 
 # %% auto #0
-__all__ = ['LAYER_TYPES', 'ACTIVATIONS', 'YOLOV3_CFG', 'YOLOV3_TINY_CFG', 'YOLOV2_COCO_CFG', 'CfgError', 'parse_cfg', 'write_cfg',
-           'set_num_classes', 'Route', 'Shortcut', 'YoloLayer', 'RegionLayer', 'Reorg', 'Darknet', 'scaled_cfg',
-           'save_darknet_weights', 'load_darknet_weights', 'darknet_yolov3', 'darknet_yolov3_tiny']
+__all__ = ['LAYER_TYPES', 'ACTIVATIONS', 'CFG_FILES', 'YOLOV3_CFG', 'YOLOV3_TINY_CFG', 'YOLOV2_COCO_CFG', 'CfgError', 'parse_cfg',
+           'write_cfg', 'cfg_text', 'set_num_classes', 'Route', 'Shortcut', 'YoloLayer', 'RegionLayer', 'Reorg',
+           'Darknet', 'scaled_cfg', 'save_darknet_weights', 'load_darknet_weights', 'darknet_yolov3',
+           'darknet_yolov3_tiny']
 
 # %% ../../nbs/11_darknet.ipynb #18bbccd8
 LAYER_TYPES = ('net', 'convolutional', 'shortcut', 'route', 'upsample', 'maxpool', 'yolo', 'reorg', 'region')
@@ -86,75 +87,132 @@ def _refs(layer: dict, i: int) -> list:
     return [l if l >= 0 else i + l for l in (v if isinstance(v, list) else [v])]
 
 # %% ../../nbs/11_darknet.ipynb #f598ff10
-def parse_cfg(text: str, source: str = '<cfg>') -> list[dict]:
-    "Sections of darknet cfg `text` as dicts with `type`, typed values and `_line`; raises `CfgError` listing every problem."
-    probs, secs, failed = [], [], set()
-    def bad(line, msg): probs.append((line, f'{source}:{line}: {msg}'))
+def _tokenize(text: str) -> tuple[list[dict], list[tuple[int, str]]]:
+    "Sections of cfg `text` as `{'type', 'line', 'options': [(line, key, raw value), ...]}`, and its syntax problems `(line, message)`."
+    secs, probs = [], []
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split('#')[0].split(';')[0].strip()
         if not line: continue
         if line.startswith('['):
             name = line[1:-1].strip().lower() if line.endswith(']') else ''
-            if not name: bad(n, f'malformed section header {raw.strip()!r}')
             t = _ALIASES.get(name, name)
-            if name and t not in LAYER_TYPES:
-                bad(n, f"unknown section type [{name}] (supported: {', '.join(LAYER_TYPES)})")
-            secs.append({'type': t, '_line': n}); continue
+            if not name: probs.append((n, f'malformed section header {raw.strip()!r}'))
+            elif t not in LAYER_TYPES: probs.append((n, f"unknown section type [{name}] (supported: {', '.join(LAYER_TYPES)})"))
+            secs.append(dict(type=t, line=n, options=[]))
+            continue
         key, eq, val = (s.strip() for s in line.partition('='))
-        if not eq or not key: bad(n, f'expected key=value, got {raw.strip()!r}'); continue
-        if not secs: bad(n, f'{key}={val} outside any [section]'); continue
-        sec = secs[-1]
-        if key in sec: bad(n, f'[{sec["type"]}] {key} given twice'); continue
-        kind = _SCHEMA.get(sec['type'], {}).get(key)
-        try: sec[key] = _typed(val, kind) if kind else _auto(val)
-        except ValueError as e: bad(n, f'[{sec["type"]}] {key}: {e}'); failed.add((len(secs), key))
-    if not secs: bad(1, 'no sections')
-    elif secs[0]['type'] != 'net': bad(secs[0]['_line'], f"the first section must be [net], not [{secs[0]['type']}]")
-    for i, s in enumerate(secs[1:]):           # i: the layer index
-        t, n = s['type'], s['_line']
-        def bad_l(msg): bad(n, f'[{t}] (layer {i}) {msg}')
-        if t == 'net': bad(n, 'a second [net] section'); continue
-        if t not in LAYER_TYPES: continue
-        for k, v in _DEFAULTS.get(t, {}).items(): s.setdefault(k, v)
-        for k in _REQUIRED.get(t, ()):
-            if k not in s and (i + 2, k) not in failed: bad_l(f'needs {k}=')
-        if t == 'shortcut' and isinstance(s.get('from'), list):
-            if len(s['from']) != 1: bad_l(f'from= takes one layer, got {s.pop("from")}')
-            else: s['from'] = s['from'][0]
-        if t == 'route' and not 1 <= len(s.get('layers', [0])) <= 4: bad_l(f'takes 1 to 4 layers, got {len(s["layers"])}')
-        if t in ('route', 'shortcut'):
-            key = 'layers' if t == 'route' else 'from'
-            given = s.get(key, [])
-            for l, a in zip(given if isinstance(given, list) else [given], _refs(s, i)):
-                if not 0 <= a < i: bad_l(f'{key}={l} points to layer {a}, outside the earlier layers 0..{i - 1}')
-        if t == 'convolutional':
-            for k in ('filters', 'size', 'stride'):
-                if s.get(k, 1) < 1: bad_l(f'{k}={s[k]} must be >= 1')
-            if s['groups'] != 1: bad_l(f'groups={s["groups"]} is not supported')
-        if t in ('maxpool', 'upsample', 'reorg') and s['stride'] < 1: bad_l(f'stride={s["stride"]} must be >= 1')
-        if t == 'reorg':
-            for k in ('reverse', 'flatten', 'extra'):
-                if s.get(k): bad_l(f'{k}={s[k]} is not supported')
-        if t == 'region' and 'anchors' in s:
-            na = len(s['anchors']) // 2
-            if len(s['anchors']) % 2: bad_l(f'anchors= needs width,height pairs, got {len(s["anchors"])} numbers')
-            s.setdefault('num', na)
-            if s['num'] != na: bad_l(f'num={s["num"]} but {na} anchors are given')
-            if s['coords'] != 4: bad_l(f'coords={s["coords"]} is not supported (only 4)')
-            if s['classes'] < 1: bad_l(f'classes={s["classes"]} must be >= 1')
-        if t == 'maxpool':
-            s.setdefault('size', s['stride'])
-            if s['size'] < 1: bad_l(f'size={s["size"]} must be >= 1')
-        if t == 'yolo' and 'anchors' in s:
-            na = len(s['anchors']) // 2
-            if len(s['anchors']) % 2: bad_l(f'anchors= needs width,height pairs, got {len(s["anchors"])} numbers')
-            s.setdefault('num', na)
-            s.setdefault('mask', list(range(na)))
-            if s['num'] != na: bad_l(f'num={s["num"]} but {na} anchors are given')
-            out = [m for m in s['mask'] if not 0 <= m < na]
-            if out: bad_l(f'mask {out} outside the {na} anchors')
-            if s['classes'] < 1: bad_l(f'classes={s["classes"]} must be >= 1')
-    if probs: raise CfgError([m for _, m in sorted(probs, key=lambda p: p[0])])
+        if not eq or not key: probs.append((n, f'expected key=value, got {raw.strip()!r}'))
+        elif not secs: probs.append((n, f'{key}={val} outside any [section]'))
+        else: secs[-1]['options'].append((n, key, val))
+    return secs, probs
+
+# %% ../../nbs/11_darknet.ipynb #c5091fd5
+def _section_values(tok: dict) -> tuple[dict, list[tuple[int, str]], set]:
+    "Token section `tok` as `{'type', '_line', key: typed value}`, its problems `(line, message)` and the keys whose value did not type."
+    s, probs, failed = {'type': tok['type'], '_line': tok['line']}, [], set()
+    kinds = _SCHEMA.get(tok['type'], {})           # the keys the builder uses; any other is typed by `_auto`
+    for n, key, val in tok['options']:
+        if key in s: probs.append((n, f'[{s["type"]}] {key} given twice')); continue   # `type`, `_line` count as given
+        try: s[key] = _typed(val, kinds[key]) if key in kinds else _auto(val)
+        except ValueError as e: probs.append((n, f'[{s["type"]}] {key}: {e}')); failed.add(key)
+    return s, probs, failed
+
+# %% ../../nbs/11_darknet.ipynb #08d6f3ab
+def _check_order(secs: list[dict]) -> list[tuple[int, str]]:
+    "Problems `(line, message)` of the order of typed sections `secs`: one `[net]`, first (the only rule for `[net]`)."
+    if not secs: return [(1, 'no sections')]
+    first = secs[0]
+    probs = [] if first['type'] == 'net' else [(first['_line'], f"the first section must be [net], not [{first['type']}]")]
+    return probs + [(s['_line'], 'a second [net] section') for s in secs[1:] if s['type'] == 'net']
+
+# %% ../../nbs/11_darknet.ipynb #d5f38062
+def _bad_refs(s: dict, i: int) -> list[str]:
+    "Problems of the layers that the [route]/[shortcut] `s` at layer `i` reads: each must be an earlier layer."
+    key = 'layers' if s['type'] == 'route' else 'from'
+    given = s.get(key, [])
+    return [f'{key}={l} points to layer {a}, outside the earlier layers 0..{i - 1}'
+            for l, a in zip(given if isinstance(given, list) else [given], _refs(s, i)) if not 0 <= a < i]
+
+def _check_route(s: dict, i: int) -> list[str]:
+    "A [route] concatenates 1 to 4 earlier layers, `layers` (relative or absolute indices)."
+    n = len(s.get('layers', [0]))
+    return ([] if 1 <= n <= 4 else [f'takes 1 to 4 layers, got {n}']) + _bad_refs(s, i)
+
+def _check_shortcut(s: dict, i: int) -> list[str]:
+    "A [shortcut] adds one earlier layer, `from` (made an `int`; dropped when it lists several)."
+    probs = []
+    if isinstance(s.get('from'), list):
+        if len(s['from']) != 1: probs.append(f'from= takes one layer, got {s.pop("from")}')
+        else: s['from'] = s['from'][0]
+    return probs + _bad_refs(s, i)
+
+# %% ../../nbs/11_darknet.ipynb #893b7846
+def _check_convolutional(s: dict, i: int) -> list[str]:
+    "A [convolutional] needs `filters`, `size` and `stride` >= 1, and `groups`=1 (grouped convolutions are not supported)."
+    probs = [f'{k}={s[k]} must be >= 1' for k in ('filters', 'size', 'stride') if s.get(k, 1) < 1]
+    return probs + ([f'groups={s["groups"]} is not supported'] if s['groups'] != 1 else [])
+
+# %% ../../nbs/11_darknet.ipynb #9cda6ac3
+def _bad_stride(s: dict) -> list[str]: return [f'stride={s["stride"]} must be >= 1'] if s['stride'] < 1 else []
+
+def _check_upsample(s: dict, i: int) -> list[str]:
+    "An [upsample] repeats each cell `stride`×`stride` times (`stride` >= 1)."
+    return _bad_stride(s)
+
+def _check_maxpool(s: dict, i: int) -> list[str]:
+    "A [maxpool] has `stride` >= 1 and a window `size` >= 1 (by default its `stride`)."
+    probs = _bad_stride(s)
+    s.setdefault('size', s['stride'])
+    return probs + ([f'size={s["size"]} must be >= 1'] if s['size'] < 1 else [])
+
+def _check_reorg(s: dict, i: int) -> list[str]:
+    "A [reorg] folds `stride`×`stride` blocks into channels (`stride` >= 1), in YOLOv2's order only (no `reverse`, `flatten`, `extra`)."
+    return _bad_stride(s) + [f'{k}={s[k]} is not supported' for k in ('reverse', 'flatten', 'extra') if s.get(k)]
+
+# %% ../../nbs/11_darknet.ipynb #e2ae7241
+def _check_anchors(s: dict) -> list[str]:
+    "Problems of a head's `anchors` (width,height pairs) and `num`, their count (filled in when not given)."
+    a, na = s['anchors'], len(s['anchors']) // 2
+    probs = [f'anchors= needs width,height pairs, got {len(a)} numbers'] if len(a) % 2 else []
+    s.setdefault('num', na)
+    return probs + ([f'num={s["num"]} but {na} anchors are given'] if s['num'] != na else [])
+
+def _check_yolo(s: dict, i: int) -> list[str]:
+    "A YOLOv3 [yolo] head: `anchors`, `num`, the `mask` of the anchors it predicts (by default all) and `classes` >= 1."
+    if 'anchors' not in s: return []           # missing or not numbers: reported already
+    probs, na = _check_anchors(s), len(s['anchors']) // 2
+    s.setdefault('mask', list(range(na)))
+    out = [m for m in s['mask'] if not 0 <= m < na]
+    if out: probs.append(f'mask {out} outside the {na} anchors')
+    return probs + ([f'classes={s["classes"]} must be >= 1'] if s['classes'] < 1 else [])
+
+def _check_region(s: dict, i: int) -> list[str]:
+    "A YOLOv2 [region] head: `anchors`, `num`, `coords`=4 (the only box coding supported) and `classes` >= 1."
+    if 'anchors' not in s: return []           # missing or not numbers: reported already
+    probs = _check_anchors(s)
+    if s['coords'] != 4: probs.append(f'coords={s["coords"]} is not supported (only 4)')
+    return probs + ([f'classes={s["classes"]} must be >= 1'] if s['classes'] < 1 else [])
+
+# %% ../../nbs/11_darknet.ipynb #d69d9aea
+_CHECKS = dict(convolutional=_check_convolutional, shortcut=_check_shortcut, route=_check_route, upsample=_check_upsample,
+               maxpool=_check_maxpool, yolo=_check_yolo, reorg=_check_reorg, region=_check_region)
+
+def _check_layer(s: dict, i: int, failed=frozenset()) -> list[str]:
+    "Fill darknet's defaults into layer `i`'s section `s`; its problems as `[type] (layer i) message` (`failed`: keys whose value did not type)."
+    t = s['type']
+    for k, v in _DEFAULTS.get(t, {}).items(): s.setdefault(k, v)
+    probs = [f'needs {k}=' for k in _REQUIRED.get(t, ()) if k not in s and k not in failed]   # a mistyped one is reported already
+    return [f'[{t}] (layer {i}) {m}' for m in probs + _CHECKS[t](s, i)]
+
+def parse_cfg(text: str, source: str = '<cfg>') -> list[dict]:
+    "Sections of darknet cfg `text` as dicts with `type`, typed values and `_line`; raises `CfgError` listing every problem."
+    tokens, probs = _tokenize(text)
+    typed = [_section_values(tok) for tok in tokens]           # (section, problems, keys that did not type)
+    secs = [s for s, _, _ in typed]
+    probs += [p for _, ps, _ in typed for p in ps] + _check_order(secs)
+    for i, (s, _, failed) in enumerate(typed[1:]):              # i: the layer index
+        if s['type'] in _CHECKS: probs += [(s['_line'], m) for m in _check_layer(s, i, failed)]
+    if probs: raise CfgError([f'{source}:{n}: {m}' for n, m in sorted(probs, key=lambda p: p[0])])   # stable: by line, then step
     return secs
 
 # %% ../../nbs/11_darknet.ipynb #e3516440
@@ -173,958 +231,15 @@ def write_cfg(sections: list[dict]) -> str:
     return '\n'.join(out)
 
 # %% ../../nbs/11_darknet.ipynb #74fe96e5
-YOLOV3_CFG = """\
-[net]
-# Testing
-# batch=1
-# subdivisions=1
-# Training
-batch=64
-subdivisions=16
-width=416
-height=416
-channels=3
-momentum=0.9
-decay=0.0005
-angle=0
-saturation = 1.5
-exposure = 1.5
-hue=.1
-
-learning_rate=0.001
-burn_in=1000
-max_batches = 500200
-policy=steps
-steps=400000,450000
-scales=.1,.1
-
-# Darknet-53 backbone
-[convolutional]
-batch_normalize=1
-filters=32
-size=3
-stride=1
-pad=1
-activation=leaky
-
-# Downsample
-[convolutional]
-batch_normalize=1
-filters=64
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=32
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=64
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-# Downsample
-[convolutional]
-batch_normalize=1
-filters=128
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=64
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=64
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-# Downsample
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-# Downsample
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-# Downsample
-[convolutional]
-batch_normalize=1
-filters=1024
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=1024
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=1024
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=1024
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=1024
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[shortcut]
-from=-3
-activation=linear
-
-######################
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=1024
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=1024
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=1024
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-filters=255
-size=1
-stride=1
-pad=1
-activation=linear
-
-[yolo]
-mask = 6,7,8
-anchors = 10,13,  16,30,  33,23,  30,61,  62,45,  59,119,  116,90,  156,198,  373,326
-classes=80
-num=9
-jitter=.3
-ignore_thresh = .7
-truth_thresh = 1
-random=1
-
-[route]
-layers = -4
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[upsample]
-stride=2
-
-[route]
-layers = -1, 61
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-filters=255
-size=1
-stride=1
-pad=1
-activation=linear
-
-[yolo]
-mask = 3,4,5
-anchors = 10,13,  16,30,  33,23,  30,61,  62,45,  59,119,  116,90,  156,198,  373,326
-classes=80
-num=9
-jitter=.3
-ignore_thresh = .7
-truth_thresh = 1
-random=1
-
-[route]
-layers = -4
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[upsample]
-stride=2
-
-[route]
-layers = -1, 36
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-filters=255
-size=1
-stride=1
-pad=1
-activation=linear
-
-[yolo]
-mask = 0,1,2
-anchors = 10,13,  16,30,  33,23,  30,61,  62,45,  59,119,  116,90,  156,198,  373,326
-classes=80
-num=9
-jitter=.3
-ignore_thresh = .7
-truth_thresh = 1
-random=1
-"""
-
-YOLOV3_TINY_CFG = """\
-[net]
-# Testing
-# batch=1
-# subdivisions=1
-# Training
-batch=64
-subdivisions=2
-width=416
-height=416
-channels=3
-momentum=0.9
-decay=0.0005
-angle=0
-saturation = 1.5
-exposure = 1.5
-hue=.1
-
-learning_rate=0.001
-burn_in=1000
-max_batches = 500200
-policy=steps
-steps=400000,450000
-scales=.1,.1
-
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=32
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=64
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=1
-
-[convolutional]
-batch_normalize=1
-filters=1024
-size=3
-stride=1
-pad=1
-activation=leaky
-
-###########
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-filters=255
-size=1
-stride=1
-pad=1
-activation=linear
-
-[yolo]
-mask = 3,4,5
-anchors = 10,14,  23,27,  37,58,  81,82,  135,169,  344,319
-classes=80
-num=6
-jitter=.3
-ignore_thresh = .7
-truth_thresh = 1
-random=1
-
-[route]
-layers = -4
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[upsample]
-stride=2
-
-[route]
-layers = -1, 8
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-filters=255
-size=1
-stride=1
-pad=1
-activation=linear
-
-[yolo]
-mask = 0,1,2
-anchors = 10,14,  23,27,  37,58,  81,82,  135,169,  344,319
-classes=80
-num=6
-jitter=.3
-ignore_thresh = .7
-truth_thresh = 1
-random=1
-"""
+CFG_FILES = ('yolov3.cfg', 'yolov3-tiny.cfg', 'yolov2.cfg')
+
+def cfg_text(name: str) -> str:
+    "Text of the shipped darknet cfg file `name` (one of `CFG_FILES`), from the package's `cfg/` folder."
+    if name not in CFG_FILES: raise ValueError(f"no shipped cfg {name!r}; there are {', '.join(CFG_FILES)}")
+    return (importlib.resources.files('restaurant_actions') / 'cfg' / name).read_text(encoding='utf-8')
+
+YOLOV3_CFG = cfg_text('yolov3.cfg')
+YOLOV3_TINY_CFG = cfg_text('yolov3-tiny.cfg')
 
 # %% ../../nbs/11_darknet.ipynb #371c1980
 def _infer(sections: list[dict], in_channels: int = 3, source: str = '<cfg>') -> list[dict]:
@@ -1370,266 +485,7 @@ def scaled_cfg(text, width: float = 1.0, depth: float = 1.0, num_classes: int = 
     return write_cfg(set_num_classes(out, num_classes))
 
 # %% ../../nbs/11_darknet.ipynb #f02dd923
-YOLOV2_COCO_CFG = """\
-[net]
-# Testing
-batch=1
-subdivisions=1
-# Training
-# batch=64
-# subdivisions=8
-width=608
-height=608
-channels=3
-momentum=0.9
-decay=0.0005
-angle=0
-saturation = 1.5
-exposure = 1.5
-hue=.1
-
-learning_rate=0.001
-burn_in=1000
-max_batches = 500200
-policy=steps
-steps=400000,450000
-scales=.1,.1
-
-[convolutional]
-batch_normalize=1
-filters=32
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=64
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=64
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=128
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=256
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-batch_normalize=1
-filters=1024
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=1024
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=512
-size=1
-stride=1
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=1024
-size=3
-stride=1
-pad=1
-activation=leaky
-
-
-#######
-
-[convolutional]
-batch_normalize=1
-size=3
-stride=1
-pad=1
-filters=1024
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-size=3
-stride=1
-pad=1
-filters=1024
-activation=leaky
-
-[route]
-layers=-9
-
-[convolutional]
-batch_normalize=1
-size=1
-stride=1
-pad=1
-filters=64
-activation=leaky
-
-[reorg]
-stride=2
-
-[route]
-layers=-1,-4
-
-[convolutional]
-batch_normalize=1
-size=3
-stride=1
-pad=1
-filters=1024
-activation=leaky
-
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=425
-activation=linear
-
-
-[region]
-anchors =  0.57273, 0.677385, 1.87446, 2.06253, 3.33843, 5.47434, 7.88282, 3.52778, 9.77052, 9.16828
-bias_match=1
-classes=80
-coords=4
-num=5
-softmax=1
-jitter=.3
-rescore=1
-
-object_scale=5
-noobject_scale=1
-class_scale=1
-coord_scale=1
-
-absolute=1
-thresh = .6
-random=1
-"""
+YOLOV2_COCO_CFG = cfg_text('yolov2.cfg')
 
 # %% ../../nbs/11_darknet.ipynb #b692acd1
 def _darknet_of(model: nn.Module) -> Darknet:
