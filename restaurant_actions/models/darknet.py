@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..core import atomic_write
+from ..data.annotations import AnnotationError
 from .registry import register_model
 
 # %% auto #0
@@ -46,12 +47,8 @@ _DEFAULTS = {   # darknet's own defaults (parser.c)
     'yolo': dict(classes=20), 'reorg': dict(stride=1), 'region': dict(classes=20, coords=4),
 }
 
-class CfgError(ValueError):
-    "Problems in a darknet cfg; `problems` lists them as `source:line: message`."
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        n = len(self.problems)
-        super().__init__(f"{n} problem{'s' if n != 1 else ''} in darknet cfg:\n" + '\n'.join(self.problems))
+class CfgError(AnnotationError):
+    "Problems in a darknet cfg; `problems` lists them as `source:line: message` (an input file's problems, as `AnnotationError`'s)."
 
 def _auto(v: str):
     "Type a value darknet-style: int, float, a comma list of numbers, else the string."
