@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['MANIFEST', 'ConfigError', 'Config', 'umask', 'atomic_write', 'save_json', 'is_int', 'is_real', 'int_in', 'num_in',
-           'check_param', 'foreign_files', 'check_destination', 'output_folder', 'seed_everything', 'get_device',
-           'project_root', 'runs_dir', 'data_dir', 'get_logger']
+__all__ = ['MANIFEST', 'DEVICES', 'ConfigError', 'Config', 'umask', 'atomic_write', 'save_json', 'is_int', 'is_real', 'int_in',
+           'num_in', 'check_param', 'foreign_files', 'check_destination', 'output_folder', 'seed_everything',
+           'get_device', 'check_device', 'project_root', 'runs_dir', 'data_dir', 'get_logger']
 
 # %% ../nbs/00_core.ipynb #0cdcd7ad
 class ConfigError(ValueError):
@@ -202,6 +202,8 @@ def output_folder(dst, overwrite: bool = False, inputs=()):
         try: check_destination(dst, overwrite, inputs)
         except ConfigError: raise ConfigError(f'{dst}: was written by another run while this one ran; this run kept nothing') from None
         if dst.is_dir() and any(dst.iterdir()): old = dst.with_name(f'{tmp.name}.old'); os.replace(dst, old)
+        if old is not None and foreign_files(old) != []:      # a file put (or the manifest taken) since the check: give it back
+            os.replace(old, dst); old = None; check_destination(dst, overwrite, inputs)
         try: os.replace(tmp, dst)
         except OSError: raise ConfigError(f'{dst}: was written by another run while this one ran; this run kept nothing') from None
     except BaseException:
@@ -234,6 +236,21 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     dev = torch.device(device)
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise ConfigError(f"device={str(device)!r} asked for, but CUDA is not available on this machine")
+    return dev
+
+DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU of this machine)"
+
+def check_device(device, words: str = DEVICES) -> torch.device:
+    "The torch device `device` names (None/'auto': cuda if available, else cpu); `ConfigError` `device: must be <words> (got ...: why)` unless it exists here."
+    bad = lambda why='': ConfigError(f'device: must be {words} (got {str(device)!r}{why})')
+    try: dev = get_device(device)
+    except ConfigError: raise bad(': CUDA is not available on this machine') from None
+    except (RuntimeError, ValueError, TypeError): raise bad() from None
+    if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise bad(f": this machine has {n} CUDA device{'s' if n != 1 else ''}")
+    mps = getattr(torch.backends, 'mps', None)
+    if dev.type not in ('cpu', 'cuda') and not (dev.type == 'mps' and mps is not None and mps.is_available()): raise bad()
     return dev
 
 # %% ../nbs/00_core.ipynb #120cd71d

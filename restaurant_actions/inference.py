@@ -16,18 +16,19 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm.auto import tqdm
 
-from .boxes import draw_boxes
-from .core import MANIFEST, Config, ConfigError, atomic_write, check_destination, get_device, get_logger
+from .boxes import clip_boxes, draw_boxes
+from .core import MANIFEST, Config, ConfigError, atomic_write, check_destination, get_logger
 from .core import int_in as _int_in, num_in as _num_in
+from .core import DEVICES, check_device
 from .core import output_folder, runs_dir, save_json
 from .data.datasets import clip_indices
 from .data.video import StreamReader, VideoError, VideoWriter, _is_live
 from .metrics import link_tubes
 
 # %% auto #0
-__all__ = ['DEVICES', 'CSV_HEADER', 'InferenceOptions', 'fold_batchnorm', 'to_channels_last', 'prepare_model', 'DetectConfig',
-           'check_device', 'check_args', 'Detector', 'FrameDetections', 'DetectionStream', 'iter_detections',
-           'TubeLinker', 'detect_video', 'tubes_to_cvat']
+__all__ = ['CSV_HEADER', 'InferenceOptions', 'fold_batchnorm', 'to_channels_last', 'prepare_model', 'DetectConfig', 'check_args',
+           'Detector', 'FrameDetections', 'DetectionStream', 'iter_detections', 'TubeLinker', 'detect_video',
+           'tubes_to_cvat']
 
 # %% ../nbs/22_inference.ipynb #9a7b2ee7
 _AMPS = ('auto', 'off', 'fp16', 'bf16')
@@ -134,21 +135,6 @@ class DetectConfig(Config):
         max_tubes=('an integer >= 1', _int_in(1)),
         min_length=('an integer >= 1', _int_in(1)),
         max_length=('an integer >= 1', _int_in(1)))
-
-DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU of this machine)"
-
-def check_device(device) -> torch.device:
-    "The torch device `device` names (None/'auto': cuda if available, else cpu); `ConfigError` `device: must be ...` unless it exists here."
-    bad = lambda why='': ConfigError(f'device: must be {DEVICES} (got {str(device)!r}{why})')
-    try: dev = get_device(device)
-    except ConfigError: raise bad(': CUDA is not available on this machine') from None
-    except (RuntimeError, ValueError, TypeError): raise bad() from None
-    if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
-        n = torch.cuda.device_count()
-        raise bad(f": this machine has {n} CUDA device{'s' if n != 1 else ''}")
-    mps = getattr(torch.backends, 'mps', None)
-    if dev.type not in ('cpu', 'cuda') and not (dev.type == 'mps' and mps is not None and mps.is_available()): raise bad()
-    return dev
 
 def _check_source(source):
     "A camera index >= 0, a URL, or an existing file or folder; else `ConfigError` (a missing path named first)."
@@ -573,7 +559,7 @@ def _cvat_xml(tubes: dict, num_frames: int, video_file: str, fill_gap: int = 0) 
     vid, out = Path(video_file).stem or 'video', []
     for ts in tubes['tubes'].values():
         for t in ts:
-            b = np.clip(np.asarray(t['boxes'], np.float32).reshape(-1, 4), 0, [w, h, w, h])
+            b = clip_boxes(np.asarray(t['boxes'], np.float32).reshape(-1, 4), (w, h))
             keep = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1]) & (np.asarray(t['frames']) < num_frames)
             if keep.any(): out.append(Tube(len(out), vid, t['class_id'], np.asarray(t['frames'])[keep], b[keep]))
     n = max([num_frames] + [int(t.frames[-1]) + 1 for t in out])

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .core import Config, ConfigError, atomic_write, get_device, get_logger, save_json, seed_everything
+from .core import Config, ConfigError, atomic_write, check_device, get_logger, save_json, seed_everything
 from .data.annotations import Dataset
 from .data.datasets import ClipAugment, ClipDataset, FrameDataset, SequenceDataset, collate_detections
 from .data.splits import ClipDistributedSampler, Split, action_clips
@@ -297,11 +297,7 @@ class Trainer:
         if tuple(cache.size) != tuple(cfg.input_size):
             raise ConfigError(f'input_size: {list(cfg.input_size)} differs from the frame cache size {list(cache.size)}: '
                               'build the cache at the input size')
-        bad_device = lambda why: ConfigError(f"device: must be {TrainConfig._ranges['device'][0]} (got {cfg.device!r}: {why})")
-        try: dev = get_device(cfg.device)
-        except ConfigError: raise bad_device('CUDA is not available on this machine') from None
-        if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise bad_device(f'this machine has {torch.cuda.device_count()} GPU(s)')
+        dev = check_device(cfg.device, TrainConfig._ranges['device'][0])
         self.device = torch.device('cuda', local) if dev.type == 'cuda' and self.world > 1 else dev
         seed_everything(cfg.seed, cfg.deterministic)
         names = list(cfg.classes) if cfg.classes else list(ds.classes)
