@@ -4,8 +4,9 @@ VENV     ?= .venv
 PROFILE  ?= quick
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: all install report test test-all bench export clean-nbs sync help
+.PHONY: all install report test test-all bench docs export clean-nbs sync help
 all: install
 
 help:
@@ -14,6 +15,7 @@ help:
 	@echo "make test       run every notebook and tests/ with pytest (slow/gpu cells skipped)"
 	@echo "make test-all   same, with the slow cells too"
 	@echo "make bench      run the benchmarks in bench/"
+	@echo "make docs       build the documentation site into _docs/ (open _docs/index.html); runs no test cell"
 	@echo "make sync       nbdev_export + nbdev_clean after editing notebooks"
 
 install: $(STAMP)
@@ -39,3 +41,13 @@ bench: $(STAMP)
 
 sync: $(STAMP)
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+
+# The docs extra (quarto-cli) is tried once: its PyPI package is a source package that downloads the Quarto binary
+# from GitHub while it builds. Without Quarto, tools/build_docs.py renders the same processed pages with nbconvert.
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[docs]" \
+	  || echo "make docs: quarto-cli did not install here; the pages are rendered with nbconvert"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/python tools/build_docs.py

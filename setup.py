@@ -17,6 +17,7 @@ py_versions = '3.10 3.11 3.12'.split()
 
 requirements = shlex.split(cfg.get('requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+docs_requirements = shlex.split(cfg.get('docs_requirements', ''))
 lic = licenses[cfg['license'].lower()]
 min_python = cfg['min_python']
 lib_path = cfg.get('lib_path', cfg['lib_name'])
@@ -34,7 +35,7 @@ setuptools.setup(
     include_package_data=False,    # the package data is listed in package_data (MANIFEST.in: the sdist)
     package_data={cfg['lib_name']: ['cfg/*.cfg']},    # the darknet network definitions (models.darknet.cfg_text)
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'docs': docs_requirements},
     python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

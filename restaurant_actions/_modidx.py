@@ -2,8 +2,8 @@
 
 d = { 'settings': { 'branch': 'main',
                 'doc_baseurl': '/restaurant_actions',
-                'doc_host': 'https://example.org',
-                'git_url': 'https://example.org/restaurant_actions',
+                'doc_host': 'https://restaurant-actions.github.io',
+                'git_url': 'https://github.com/restaurant-actions/restaurant_actions',
                 'lib_path': 'restaurant_actions'},
   'syms': { 'restaurant_actions.anchors': { 'restaurant_actions.anchors.anchor_fitness': ( 'anchors.html#anchor_fitness',
                                                                                            'restaurant_actions/anchors.py'),
