@@ -6,44 +6,19 @@
 from __future__ import annotations
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from .core import ConfigError
-from .data.annotations import Dataset, mask_to_ranges
-from .data.datasets import ClipDataset, FrameDataset, collate_detections, to_tensor
+from .data.annotations import Dataset
 from .data.splits import PARTS, Split
 from .data.video import FrameCache
 from .core import check_param, is_int, is_real
+from .families import family_of
 from .metrics import frame_ap, yowo_frame_measures
 
 # %% auto #0
 __all__ = ['check_evaluate', 'evaluate']
 
 # %% ../nbs/20a_evaluate.ipynb #010dbb5d
-def _device(model) -> torch.device:
-    "The device of `model`'s parameters (the CPU for a model without any)."
-    return next((p.device for p in model.parameters()), torch.device('cpu'))
-
-def _sequence_frames(model, data: FrameDataset, T: int, progress: bool, frame_step: int = 1, **decode):
-    "Yield `(video index, frame, detections)` of the key frames, running a sequence model over every frame of each contiguous run of the part, in order."
-    if frame_step < 1: raise ValueError(f'frame_step={frame_step} must be >= 1')
-    for vi in np.unique(data.keys[:, 0]):
-        v = data.ds.videos[int(vi)]
-        keys = np.sort(data.keys[data.keys[:, 0] == vi, 1])
-        mask = data.split.mask(v.id, data.part) if data.split is not None else v.annotated_mask()
-        for s, e in tqdm(mask_to_ranges(mask), desc=v.id, disable=not progress, leave=False):
-            if np.searchsorted(keys, e, 'right') == np.searchsorted(keys, s): continue     # no key frame in this run
-            for o in range(frame_step):                        # interleaved chains of every frame_step-th frame
-                chain, state = np.arange(s + o, e + 1, frame_step), None
-                for a in range(0, len(chain), T):              # sub-sequences of T frames, state carried
-                    idx = chain[a:a + T]
-                    raw, state = model(to_tensor(data.cache.clip(v.id, idx))[None].to(_device(model)), state)
-                    sel = np.flatnonzero(np.isin(idx, keys))   # decode only the key frames
-                    if not len(sel): continue
-                    raw = [r[sel] for r in raw] if isinstance(raw, (list, tuple)) else raw[sel]
-                    for f, d in zip(idx[sel], model.decode(raw, **decode)): yield int(vi), int(f), d
-
 def check_evaluate(part: str = 'test', every: int = 1, batch_size: int = 8, conf_thresh: float = 0.005, T: int | None = None,
                    frame_step: int | None = None) -> None:
     "`ConfigError` `'<option>: must be <valid values> (got <value>)'` for the first of `evaluate`'s options out of its range."
@@ -70,11 +45,10 @@ def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, 
     counts once per class (per-class scoring), not only for its best class. The options are checked first (`check_evaluate`);
     a part without key frames or without ground-truth boxes is a `ConfigError` (its frame-mAP would be nan)."""
     check_evaluate(part=part, every=every, batch_size=batch_size, conf_thresh=conf_thresh, T=T, frame_step=frame_step)
-    family = (getattr(model, 'spec', None) or {}).get('family', 'frame')
+    fam = family_of(model)
     T = T or (getattr(model, 'spec', {}) or {}).get('kwargs', {}).get('T') or 16
     frame_step = frame_step or (getattr(model, 'spec', {}) or {}).get('frame_step') or 1   # the trained spacing (sequence; clip: its rate d)
-    kw = dict(every=every, class_map=class_map)
-    data = ClipDataset(ds, cache, split, part, T=T, d=frame_step, **kw) if family == 'clip' else FrameDataset(ds, cache, split, part, **kw)
+    data = fam.eval_dataset(ds, cache, split, part, T, frame_step, every=every, class_map=class_map)
     n = 10 ** len(str(max([v.num_frames for v in ds.videos], default=0)))
     gt_f, gt_c, gt_b = [], [], []
     for vi, f in data.keys:           # the ground truth first: a part with nothing to score is refused before the model runs
@@ -83,14 +57,8 @@ def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, 
     _check_scored(ds, split, part, len(data.keys), len(gt_f), class_map)
     per_class = dict(multi_label=True) if multi_label else {}     # only asked of models that are asked for it
     was = model.training; model.eval()
-    dets = []
     with torch.inference_mode():
-        if family == 'sequence': dets = list(_sequence_frames(model, data, T if T else 8, progress, frame_step, **per_class))
-        else:
-            key = 'clip' if family == 'clip' else 'image'
-            for b in tqdm(DataLoader(data, batch_size, collate_fn=collate_detections), desc='evaluate', disable=not progress):
-                for v, f, d in zip(b['video'], b['frame'], model.decode(model(b[key].to(_device(model))), conf_thresh=conf_thresh, **per_class)):
-                    dets.append((next(i for i, x in enumerate(ds.videos) if x.id == v), int(f), d))
+        dets = list(fam.detections(model, data, batch_size, T, frame_step, progress, conf_thresh=conf_thresh, **per_class))
     model.train(was)
     df, dc, ds_, db = [], [], [], []
     for vi, f, d in dets:
@@ -106,7 +74,7 @@ def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, 
     m = yowo_frame_measures([g[0] for g in G], [g[1] for g in G], [np.asarray(d['boxes']) for d in D], obj,
                             [np.asarray(d['classes']) for d in D], frame_width=cache.size[0])
     out = dict(mAP=r['mAP'], AP={int(c): float(a) for c, a in r['AP'].items()}, n_gt={int(c): int(v) for c, v in r['n_gt'].items()},
-               frames=len(data.keys), family=family, **{k: float(v) for k, v in m.items() if isinstance(v, (int, float, np.floating))})
+               frames=len(data.keys), family=fam.name, **{k: float(v) for k, v in m.items() if isinstance(v, (int, float, np.floating))})
     if raw:    # what the report's intervals, PR curves and confusion matrices are computed from (frame key = video·n + frame)
         out['raw'] = dict(gt=(np.array(gt_f, np.int64), np.array(gt_c, np.int64), np.array(gt_b, np.float32).reshape(-1, 4)),
                           det=(np.array(df, np.int64), np.array(dc, np.int64), np.array(ds_, np.float32), np.array(db, np.float32).reshape(-1, 4)),

@@ -21,8 +21,8 @@ from .core import MANIFEST, Config, ConfigError, atomic_write, check_destination
 from .core import int_in as _int_in, num_in as _num_in
 from .core import DEVICES, check_device
 from .core import output_folder, runs_dir, save_json
-from .data.datasets import clip_indices
 from .data.video import StreamReader, VideoError, VideoWriter, _is_live
+from .families import get_family
 from .metrics import link_tubes
 
 # %% auto #0
@@ -114,7 +114,7 @@ class DetectConfig(Config):
     nms_iou: float | None = None    # NMS IoU (None: the model's)
     size: tuple | None = None       # network input (W, H), or one side (None: the checkpoint's)
     T: int | None = None            # clip / sub-sequence length (None: the checkpoint's)
-    d: int | None = 1               # clip rate (frames between clip frames)
+    frame_step: int | None = 1      # frames between the frames of a clip (YOWO's sampling rate d)
     max_frames: int | None = None   # stop at this frame number (None: the whole source)
     max_det: int | None = None      # boxes per frame at most (None: the model's)
     max_gap: int = 2                # key frames a tube may skip
@@ -128,7 +128,7 @@ class DetectConfig(Config):
         nms_iou=('a number > 0 and <= 1', _or_none(_num_in(0, 1, lo_open=True))),
         size=('WxH with width and height multiples of 32 from 32 to 4096', _size_ok),
         T=('an integer >= 1 and <= 256', _or_none(_int_in(1, 256))),
-        d=('an integer >= 1 and <= 64', _or_none(_int_in(1, 64))),
+        frame_step=('an integer >= 1 and <= 64', _or_none(_int_in(1, 64))),
         max_frames=('an integer >= 1', _or_none(_int_in(1))),
         max_det=('an integer >= 1', _or_none(_int_in(1))),
         max_gap=('an integer >= 0', _int_in(0)),
@@ -178,23 +178,23 @@ def _float_out(o):
     return [t.float() for t in o] if isinstance(o, (list, tuple)) else o.float()
 
 class Detector:
-    "A model of any family prepared for streaming inference, with its class names, input size `(W, H)`, `T` and `d` (checked by `check_args`)."
-    def __init__(self, model: nn.Module, classes=None, size=None, T: int | None = None, d: int = 1, device=None,
+    """A model of any family prepared for streaming inference, with its class names, input size `(W, H)`, `T` and
+    `frame_step` (checked by `check_args`); `adapter` is its family's (chapter 16), `family` that family's name."""
+    def __init__(self, model: nn.Module, classes=None, size=None, T: int | None = None, frame_step: int = 1, device=None,
                  options: InferenceOptions | None = None, family: str | None = None):
-        check_args(size=size, T=T, d=d)
+        check_args(size=size, T=T, frame_step=frame_step)
         self.device = check_device(device)
         if options is not None and not isinstance(options, InferenceOptions):
             raise ConfigError(f'options: must be an InferenceOptions (got {options!r})')
         spec = getattr(model, 'spec', None) or {}
         kw = spec.get('kwargs', {}) or {}
-        self.family = family or spec.get('family') or 'frame'
-        if self.family not in ('frame', 'sequence', 'clip'):
-            raise ConfigError(f"family: must be one of 'frame', 'sequence', 'clip' (got {self.family!r})")
+        self.adapter = get_family(family or spec.get('family') or 'frame')
+        self.family = self.adapter.name
         self.options = (options or InferenceOptions()).check()
         self.size = _as_size(size) or _as_size(kw.get('input_size')) or (224, 224)
         check_args(size=self.size)      # the model's own size (the one given is checked above)
-        self.T = 1 if self.family == 'frame' else int(T or kw.get('T') or getattr(model, 'clip_length', None) or 8)
-        self.d = int(d or 1)
+        self.frame_step = int(frame_step or 1)
+        self.T = int(self.adapter.spec_fields(int(T or kw.get('T') or getattr(model, 'clip_length', None) or 8), self.frame_step)['T'])
         n = getattr(model, 'num_classes', None) or kw.get('num_classes')
         self.classes = list(classes) if classes is not None else [str(i) for i in range(int(n or 0))]
         self.model = prepare_model(model, self.device, self.options)
@@ -203,14 +203,15 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, path, size=None, T: int | None = None, device=None, options: InferenceOptions | None = None):
-        "Load a `save_checkpoint` file; `classes`, `input_size`, `T`, `d` from its model spec (or top-level keys) unless given."
+        """Load a `save_checkpoint` file; `classes`, `input_size`, `T`, `frame_step` from its model spec (or top-level keys;
+        `d`, the old name of `frame_step`, too) unless given."""
         from restaurant_actions.models.registry import load_checkpoint
         check_args(weights=path, size=size, T=T, device=device)     # before the file is read
         path = Path(path)
         model, ck = load_checkpoint(path)      # a damaged or foreign file raises CheckpointError naming it (chapter 09)
-        spec = {**{k: ck[k] for k in ('classes', 'input_size', 'T', 'd') if k in ck}, **ck['model_spec']}   # the trainer's spec wins
+        spec = {**{k: ck[k] for k in ('classes', 'input_size', 'T', 'd', 'frame_step') if k in ck}, **ck['model_spec']}   # the spec wins
         det = cls(model, spec.get('classes'), size or spec.get('input_size'), T or spec.get('T'),
-                  spec.get('d') or (spec.get('frame_step') if spec.get('family') == 'clip' else None) or 1, device, options)   # the trainer stores a clip's rate as frame_step
+                  spec.get('frame_step') or spec.get('d') or 1, device, options)
         det.checkpoint = {k: v for k, v in ck.items() if k != 'model'}
         return det
 
@@ -225,15 +226,13 @@ class Detector:
         "The input in the layout of the options (channels-last, or plain contiguous)."
         if not self.options.channels_last: return x.contiguous()
         if x.ndim == 4: return x.contiguous(memory_format=torch.channels_last)
-        if self.family == 'clip': return x.contiguous(memory_format=torch.channels_last_3d)
-        return x
+        return self.adapter.channels_last(x)
 
     def forward(self, x: torch.Tensor, state=None) -> tuple:
         "`(raw outputs as float32, state)` for a batch `x` in the family's layout (frame `[B,3,H,W]`, sequence `[B,T,3,H,W]`, clip `[B,3,T,H,W]`)."
         x = self.layout(x.to(self.device))
         with self.context():
-            if self.family == 'sequence': out, state = self._run(x, state)
-            else: out = self._run(x)
+            out, state = self.adapter.forward(self._run, x, state)
             return _float_out(out), state
 
     def decode(self, raw, conf_thresh: float = 0.25, nms_iou: float | None = None, max_det: int | None = None) -> list:
@@ -264,10 +263,9 @@ class DetectionStream:
         self.source, self.detector, self.stride, self.batch = source, detector, int(stride), int(batch)
         self.conf_thresh, self.nms_iou, self.max_frames, self.with_frames = conf_thresh, nms_iou, max_frames, with_frames
         self.progress, self.live, self.max_det = progress, _is_live(source), max_det
-        fam, T, d = detector.family, detector.T, detector.d
-        self._reader_stride = 1 if fam == 'clip' else self.stride
-        span = (T - 1) * d + (self.batch - 1) * self.stride + 1 if fam == 'clip' else self.batch
-        self.ring_size = span
+        fam = detector.adapter
+        self._reader_stride = fam.reader_stride(self.stride)
+        self.ring_size = span = fam.ring_size(detector.T, detector.frame_step, self.stride, self.batch)
         self.reader = StreamReader(source, buffer=span, stride=self._reader_stride, thread=detector.options.thread)
         self.stats = dict(decoded=0, key_frames=0, detections=0, seconds=0.0, model_seconds=0.0)
         self._gen = None
@@ -313,13 +311,8 @@ class DetectionStream:
 
     def _inputs(self, keys: list) -> torch.Tensor:
         "The model input of key frames `keys` from the ring (the permuted `[N, H, W, 3]` ring is channels-last already)."
-        fam, det = self.detector.family, self.detector
-        if fam == 'clip':
-            s = torch.from_numpy(self._slots(clip_indices(np.asarray(keys), det.T, det.d)))
-            return self._ring[s.to(self._ring.device)].permute(0, 4, 1, 2, 3)           # [B, 3, T, H, W]
-        s = torch.from_numpy(self._slots(np.asarray(keys)))
-        x = self._ring[s.to(self._ring.device)].permute(0, 3, 1, 2)                      # [B, 3, H, W]
-        return x[None] if fam == 'sequence' else x
+        det = self.detector
+        return det.adapter.stream_input(self._ring, self._slots, keys, det.T, det.frame_step)
 
     def _process(self, keys: list):
         det = self.detector
@@ -339,7 +332,7 @@ class DetectionStream:
             yield FrameDetections(int(i), float(tm), b, sc, cl, self.reader.get(i) if self.with_frames else None)
 
     def _run(self):
-        det, fam = self.detector, self.detector.family
+        det, fam = self.detector, self.detector.adapter
         w, h = det.size
         self._ring = torch.zeros((self.ring_size, h, w, 3), dtype=torch.float32, device=det.device)
         self._ids = np.full(self.ring_size, -1, np.int64)
@@ -357,7 +350,7 @@ class DetectionStream:
                 self._ring[k].copy_(torch.from_numpy(small)).div_(255)         # = to_tensor: float, / 255
                 self._ids[k] = i
                 self.stats['decoded'] += 1; bar.update(1)
-                if fam != 'clip' or i % self.stride == 0: pending.append(i)
+                if fam.is_key(i, self.stride): pending.append(i)
                 if len(pending) == self.batch:
                     yield from self._process(pending); pending = []
                     self.stats['seconds'] = time.perf_counter() - self._t0

@@ -5,7 +5,8 @@
 # %% ../nbs/21_train.ipynb #a52cce86
 from __future__ import annotations
 import math, numbers, os, random, time
-from dataclasses import dataclass, field, fields
+from dataclasses import InitVar, dataclass, field, fields
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,14 @@ from tqdm.auto import tqdm
 
 from .core import Config, ConfigError, atomic_write, check_device, get_logger, save_json, seed_everything
 from .data.annotations import Dataset
-from .data.datasets import ClipAugment, ClipDataset, FrameDataset, SequenceDataset, collate_detections
-from .data.splits import ClipDistributedSampler, Split, action_clips
+from .data.datasets import ClipAugment, collate_detections
+from .data.splits import Split
 from .data.video import FrameCache
 from .evaluate import evaluate
-from .models.registry import (CheckpointError, SIZE_RANGE, _read_checkpoint, build_model, check_size, list_models,
-                                                load_checkpoint, save_checkpoint, state_dict_problems, _REGISTRY, _load_builders)
+from .families import Family, family_of, get_family
+from .models.registry import (CheckpointError, SIZE_RANGE, build_model, builder_params, check_size,
+                                                list_models, load_checkpoint, model_family, read_checkpoint, save_checkpoint,
+                                                state_dict_problems)
 
 # %% auto #0
 __all__ = ['AUGMENT_RANGES', 'RESUMED', 'RESUME_MAY_CHANGE', 'TrainConfig', 'lr_factor', 'amp_dtype', 'load_matching',
@@ -58,7 +61,7 @@ class TrainConfig(Config):
     model_kwargs: dict = field(default_factory=dict)   # builder arguments (num_classes and anchors are filled in)
     input_size: list = field(default_factory=lambda: [128, 128])   # network input W, H (multiples of 32)
     T: int = 8                      # clip length (clip models) / sub-sequence length (sequence models)
-    every: int = 1                  # sequence models: one frame in `every` (sparse frames); clip models: one in `every` within a clip (YOWO's sampling rate d)
+    frame_step: int = 1             # frames between the frames a model sees: a clip's (YOWO's sampling rate d), a sequence's (sparse frames)
     classes: list | None = None     # class names to train on (the others are dropped); None: all
     anchors: str = 'custom'         # 'custom': k-means on the training boxes; 'default': the builder's
     init: str | None = None         # checkpoint whose matching tensors initialise the model (e.g. pretraining)
@@ -92,12 +95,14 @@ class TrainConfig(Config):
     deterministic: bool = True
     device: str = 'auto'
     num_workers: int = 0
+    every: InitVar[int | None] = None   # the old name of `frame_step` (still accepted)
+    _renamed: ClassVar[dict] = dict(every='frame_step')   # old field names of saved configs and checkpoints: new ones
 
     # the valid values of each field, in words (shown in messages and the CLI's help) and as a test
     _ranges = dict(
         model_kwargs=('a dict of the builder\'s arguments', lambda v: isinstance(v, dict)),
         input_size=(SIZE_RANGE, lambda v: bool(check_size(v))),
-        T=('an integer >= 1', _int(1)), every=('an integer >= 1', _int(1)),
+        T=('an integer >= 1', _int(1)), frame_step=('an integer >= 1', _int(1)),
         classes=('None (all) or a non-empty list of distinct class names',
                  lambda v: v is None or (isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(c, str) for c in v)
                                          and len(set(v)) == len(v))),
@@ -121,6 +126,15 @@ class TrainConfig(Config):
         deterministic=_BOOL, device=("'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'", _device_ok),
         num_workers=('an integer >= 0', _int(0)))
 
+    def __post_init__(self, every):
+        if every is not None: self.frame_step = every
+
+    @classmethod
+    def from_dict(cls, d: dict, _where: str = None):
+        "`Config.from_dict`, reading the old names of renamed fields (`_renamed`) too."
+        if isinstance(d, dict): d = {cls._renamed.get(k, k): v for k, v in d.items()}
+        return super().from_dict(d, _where)
+
     def check(self) -> 'TrainConfig':
         """Raise `ConfigError` `'<field>: must be <valid values> (got <value>)'` for the first field out of its range (see
         `TrainConfig._ranges`), an unregistered `model`, `model_kwargs` the builder does not take, `augment` fields outside
@@ -130,8 +144,7 @@ class TrainConfig(Config):
             raise ConfigError(f"model: must be a registered model ({', '.join(n for n in models if not n.startswith('_'))}) "
                               f"(got {self.model!r})")
         super().check()
-        import inspect
-        params = inspect.signature(_REGISTRY[self.model][0]).parameters
+        params = builder_params(self.model)
         bad = sorted(set(self.model_kwargs) - set(params) - {'num_classes'})
         if bad and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
             raise ConfigError(f"model_kwargs: unknown argument(s) {bad} of {self.model} (it takes {', '.join(p for p in params if p != 'num_classes')})")
@@ -167,12 +180,12 @@ def amp_dtype(amp: str, device: torch.device):
     return torch.bfloat16 if native else None
 
 def load_matching(model: nn.Module, state: dict) -> dict:
-    "Copy the tensors of `state` whose name and shape match `model`'s (a frame model's into a recurrent one too)."
+    """Copy the tensors of `state` whose name and shape match `model`'s. When no name matches, the renamings of the
+    model's family (`Family.init_prefixes`) are tried: a frame detector's tensors into a Recurrent YOLO or YOWO's 2D branch."""
     own = model.state_dict()
-    if not any(k in own for k in state) and any('yolo.' + k in own for k in state):
-        state = {'yolo.' + k: v for k, v in state.items()}       # YOLOv3 weights into a Recurrent YOLO
-    if not any(k in own for k in state) and any(k.replace('darknet.', 'backbone_2d.', 1) in own for k in state):
-        state = {k.replace('darknet.', 'backbone_2d.', 1): v for k, v in state.items()}   # a frame detector into YOWO's 2D branch
+    for old, new in family_of(model).init_prefixes:
+        renamed = {new + k[len(old):] if k.startswith(old) else k: v for k, v in state.items()}
+        if not any(k in own for k in state) and any(k in own for k in renamed): state = renamed
     take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(take, strict=False)
     return dict(loaded=len(take), shape_mismatch=sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape),
@@ -198,43 +211,22 @@ def set_rng_state(s: dict):
 
 # %% ../nbs/21_train.ipynb #4781d434
 class TrainData:
-    "The training data of one process: its dataset and, per epoch, its micro-batches (lists of dataset indices)."
-    def __init__(self, family: str, ds: Dataset, cache: FrameCache, split: Split | None, cfg: TrainConfig,
+    "The training data of one process: its dataset and, per epoch, its micro-batches (lists of dataset items), as the model's family draws them."
+    def __init__(self, family: Family | str, ds: Dataset, cache: FrameCache, split: Split | None, cfg: TrainConfig,
                  class_map: dict | None, rank: int = 0, world: int = 1):
-        self.family, self.cfg, self.rank, self.world = family, cfg, rank, world
+        self.family = get_family(family) if isinstance(family, str) else family
+        self.cfg, self.rank, self.world = cfg, rank, world
         aug = ClipAugment(**cfg.augment) if isinstance(cfg.augment, dict) else ClipAugment() if cfg.augment else None
         micro = cfg.batch_size // cfg.accumulate
         if micro % world: raise ConfigError(f'batch_size: {cfg.batch_size} / accumulate {cfg.accumulate} = {micro} '
                                             f'does not split over {world} processes')
         self.micro, self.local = micro, micro // world
-        kw = dict(augment=aug, class_map=class_map, seed=cfg.seed)
-        if family == 'sequence':
-            self.data = SequenceDataset(ds, cache, split, 'train', **kw)
-            self.clips = action_clips(ds, split, 'train', pad=cfg.clip_pad, min_len=cfg.clip_min, max_len=cfg.clip_max)
-            if not self.clips: raise ConfigError(f'clip_min: no action of the training part is long enough for a training clip of '
-                                                 f'{cfg.clip_min} frames; lower clip_min')
-        elif family == 'clip': self.data = ClipDataset(ds, cache, split, 'train', T=cfg.T, d=cfg.every, negatives=cfg.negatives, **kw)
-        else: self.data = FrameDataset(ds, cache, split, 'train', negatives=cfg.negatives, **kw)
+        self.data, self.plan = self.family.train_dataset(ds, cache, split, cfg, augment=aug, class_map=class_map, seed=cfg.seed)
         if len(self.batches(0)) == 0: raise ConfigError(f'batch_size: not one micro-batch of {micro} in the training data; lower batch_size')
 
     def batches(self, epoch: int) -> list:
-        "This process's micro-batches of `epoch`, in order."
-        cfg = self.cfg
-        if self.family == 'sequence':
-            streams = []
-            for r in range(self.micro):                               # every stream of every process: equal lengths
-                s = ClipDistributedSampler(self.clips, num_replicas=self.micro, rank=r, seed=cfg.seed,
-                                           seq_len=cfg.T, every=cfg.every, drop_last=True, even=False)
-                s.set_epoch(epoch); streams.append(list(s))
-            n = max(map(len, streams))
-            # a shorter stream starts its clips again (a clip start resets the state) instead of the longer ones being cut
-            streams = [(st * (-(-n // len(st))))[:n] if st else [] for st in streams[self.rank * self.local:(self.rank + 1) * self.local]]
-            if any(not st for st in streams): return []
-            return [list(b) for b in zip(*streams)]
-        perm = np.random.default_rng([cfg.seed, epoch]).permutation(len(self.data))
-        n = len(perm) // self.micro
-        lo = self.rank * self.local
-        return [perm[k * self.micro + lo: k * self.micro + lo + self.local].tolist() for k in range(n)]
+        "This process's micro-batches of `epoch`, in order (`Family.batches`)."
+        return self.family.batches(self.data, self.plan, epoch, self.cfg, self.micro, self.rank, self.local)
 
     def loader(self, epoch: int, start: int = 0):
         "Batches of `epoch` from micro-batch `start` on (a resumed run skips what it already read, without reading it)."
@@ -311,9 +303,10 @@ class Trainer:
                               f"{sum(len(split.frames(v, 'test')) for v in split.videos)} frames) holds no box of the classes trained, "
                               'so the run could not be scored: label more video (the held-out part is 20 % of it, in 4-s blocks)')
         self.model = model if model is not None else self._build(names)
-        self.family = self.model.spec['family']
+        self.adapter = family_of(self.model)
+        self.family = self.adapter.name
         self.model.spec.update(classes=names, input_size=[int(v) for v in cfg.input_size],
-                               T=cfg.T if self.family != 'frame' else 1, frame_step=cfg.every if self.family != 'frame' else 1)
+                               **self.adapter.spec_fields(cfg.T, cfg.frame_step))
         self.init_report = None
         if cfg.init:
             _, ck = _load_any(cfg.init)
@@ -343,7 +336,7 @@ class Trainer:
                                                         use_buffers=True) if cfg.ema else None)
         self.net = (nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
                     if self.world > 1 else self.model)
-        self.data = TrainData(self.family, ds, cache, split, cfg, self.class_map, self.rank, self.world)
+        self.data = TrainData(self.adapter, ds, cache, split, cfg, self.class_map, self.rank, self.world)
         red = getattr(self.model, 'loss_reduction', 'mean')
         # one update = the gradient of the global batch: mean losses are averaged over micro-batches, summed ones
         # are summed (and DDP's average over processes is undone)
@@ -353,18 +346,14 @@ class Trainer:
 
     def _build(self, names: list) -> nn.Module:
         cfg = self.cfg
-        _load_builders()
-        if cfg.model not in _REGISTRY: raise ConfigError(f'model: unknown model {cfg.model!r}')
-        fam = _REGISTRY[cfg.model][1]
-        kw = dict(cfg.model_kwargs, num_classes=len(names))
-        if fam == 'clip': kw.setdefault('T', cfg.T)
+        fam = get_family(model_family(cfg.model))
+        kw = fam.builder_kwargs(dict(cfg.model_kwargs, num_classes=len(names)), cfg.T)
         if cfg.anchors == 'custom' and 'anchors' not in cfg.model_kwargs:
             from restaurant_actions.anchors import anchors_from_dataset
             probe = _build_model(cfg.model, kw)
-            k = len(probe.anchors) if fam == 'clip' else sum(len(y['mask']) for y in probe.yolo_layers)
-            stride = getattr(probe, 'stride', 32) if fam == 'clip' else 32      # YOWO's anchors are in cells of its head
+            k, stride, kind = fam.anchor_layout(probe)          # YOWO's anchors are in cells of its head, YOLOv3's in pixels
             del probe
-            try: r = anchors_from_dataset(self.ds, k=k, kind='yowo' if fam == 'clip' else 'yolov3', input_size=tuple(cfg.input_size),
+            try: r = anchors_from_dataset(self.ds, k=k, kind=kind, input_size=tuple(cfg.input_size),
                                           seed=cfg.seed, split=self.split, stride=stride)
             except ValueError as e:       # too few distinct training boxes for k-means (a tiny dataset)
                 raise ConfigError(f"anchors: 'custom' needs more training boxes ({e}); use anchors='default' (the builder's)") from None
@@ -403,12 +392,12 @@ class Trainer:
         if path is not None:                                          # temporary files of writes a crash cut short
             for t in path.parent.glob(f'.{path.name}.*.tmp'): t.unlink(missing_ok=True)
         if path is None or not path.exists(): return False
-        ck = _read_checkpoint(path, 'cpu')
+        ck = read_checkpoint(path, 'cpu')
         need = ('model', 'optimizer', 'scheduler', 'scaler', 'ema', 'rng', 'recurrent_state', 'world', 'config', *RESUMED)
         if not isinstance(ck, dict) or not isinstance(ck.get('config'), dict) or any(k not in ck for k in need):
             raise CheckpointError(f'{path}: not a checkpoint to resume training from (it lacks ' +
                                   ', '.join(k for k in need if not isinstance(ck, dict) or k not in ck) + ')')
-        mine, theirs = self.cfg.to_dict(), ck['config']
+        mine, theirs = self.cfg.to_dict(), {TrainConfig._renamed.get(k, k): v for k, v in ck['config'].items()}
         diff = [k for k, v in mine.items() if theirs.get(k) != v and k not in RESUME_MAY_CHANGE]
         if diff:
             raise ConfigError(f'{path}: this run was trained with another configuration; resume it with its own, or train into another '
@@ -428,13 +417,11 @@ class Trainer:
 
     # ---- one optimizer step
     def _forward_loss(self, batch):
-        key = dict(frame='image', clip='clip', sequence='frames')[self.family]
-        x, targets = batch[key].to(self.device, non_blocking=True), batch['targets'].to(self.device)
+        x, targets = batch[self.adapter.key].to(self.device, non_blocking=True), batch['targets'].to(self.device)
+        reset = batch['reset'].to(self.device) if 'reset' in batch else None    # where a stream starts a new clip
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            if self.family == 'sequence':
-                outs, state = self.net(x, self.state, batch['reset'].to(self.device))
-                self.state = _detach(state)                           # truncated back-propagation
-            else: outs = self.net(x)
+            outs, state = self.adapter.forward(self.net, x, self.state, reset)
+            self.state = _detach(state)                               # truncated back-propagation
         outs = [o.float() for o in outs] if isinstance(outs, (list, tuple)) else outs.float()
         return self.model.loss(outs, targets)
 
@@ -549,7 +536,7 @@ class _null:
 
 def _load_any(path) -> tuple:
     "`(spec, state dict)` of one of our checkpoints; `CheckpointError` (one line naming the file) if it cannot be read."
-    ck = _read_checkpoint(path, 'cpu')
+    ck = read_checkpoint(path, 'cpu')
     if not isinstance(ck, dict) or not isinstance(ck.get('model'), dict):
         raise ConfigError(f"{path}: not a restaurant_actions checkpoint (no 'model' state dict)")
     return ck.get('model_spec'), ck['model']

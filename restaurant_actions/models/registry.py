@@ -16,14 +16,14 @@ from ..core import ConfigError
 from ..core import is_int as _is_int
 
 # %% auto #0
-__all__ = ['FAMILIES', 'MAX_SIZE', 'SIZE_RANGE', 'size_range', 'check_size', 'check_count', 'register_model', 'model_stride',
-           'check_names', 'list_models', 'build_model', 'count_flops', 'model_info', 'example_input', 'model_table',
-           'save_checkpoint', 'CheckpointError', 'state_dict_problems', 'load_checkpoint']
+__all__ = ['MAX_SIZE', 'SIZE_RANGE', 'size_range', 'check_size', 'check_count', 'register_model', 'model_family',
+           'builder_params', 'model_stride', 'check_names', 'list_models', 'build_model', 'count_flops', 'model_info',
+           'example_input', 'model_table', 'save_checkpoint', 'CheckpointError', 'state_dict_problems',
+           'read_checkpoint', 'load_checkpoint']
 
 # %% ../../nbs/09_models.ipynb #49e15021
 _REGISTRY: dict = {}
 _STRIDES: dict = {}             # name: the input-size multiple a builder declared (`register_model(stride=...)`)
-FAMILIES = ('frame', 'sequence', 'clip')
 MAX_SIZE = 2048                 # the largest network input side `check_size` accepts
 
 def size_range(stride: int = 32) -> str:
@@ -46,8 +46,9 @@ def check_count(v, name: str, lo: int = 1) -> int:
     return int(v)
 
 def register_model(fn: Callable = None, *, family: str = None, stride: int | None = None):
-    """Decorator: register builder `fn` under its name (`family`: 'frame', 'sequence' or 'clip'; `stride`: input sizes must be
-    multiples of it, default `model_stride`'s)."""
+    """Decorator: register builder `fn` under its name (`family`: the name of a registered family adapter, chapter 16 —
+    'frame', 'sequence' or 'clip' for the study's models; `stride`: input sizes must be multiples of it, default
+    `model_stride`'s)."""
     def deco(f):
         old = _REGISTRY.get(f.__name__, (None,))[0]
         # a notebook re-running its chapter (module '__main__') may replace the exported builder; two libraries may not
@@ -67,6 +68,14 @@ def _load_builders():
         except ModuleNotFoundError as e:
             if e.name != f'restaurant_actions.models.{m}': raise
 
+def model_family(name: str) -> str:
+    "The family a registered model `name` belongs to; `ConfigError` for an unknown name."
+    return _REGISTRY[check_names(name, 'name')[0]][1]
+
+def builder_params(name: str) -> dict:
+    "The parameters (`inspect.Parameter`s by name) of the builder of the registered model `name`."
+    return dict(inspect.signature(_REGISTRY[check_names(name, 'name')[0]][0]).parameters)
+
 def model_stride(name: str) -> int:
     "The multiple a model's input sizes must be: as registered, else 32 for a detector (a builder taking `num_classes`), else 1."
     if name in _STRIDES: return _STRIDES[name]
@@ -85,8 +94,9 @@ def check_names(names, name: str = 'names') -> list:
 def list_models(family: str | None = None, only=None) -> list:
     "Names of the registered builders (of one `family`), sorted; `only`: just these, in their order (unknown ones, or ones of another family, raise `ConfigError`)."
     _load_builders()
-    if family is not None and family not in FAMILIES:
-        raise ConfigError(f"family: must be one of {', '.join(map(repr, FAMILIES))} (got {family!r})")
+    if family is not None:
+        from restaurant_actions.families import get_family
+        family = get_family(family).name
     names = sorted(n for n, (_, fam) in _REGISTRY.items() if family is None or fam == family)
     if only is None: return names
     only = check_names(only, 'only')
@@ -137,16 +147,15 @@ def model_info(model: nn.Module, input_shape: tuple, time_it: bool = False, repe
 
 # %% ../../nbs/09_models.ipynb #c8d5afd8
 def example_input(family: str, size: tuple = (416, 416), T: int = 8, batch: int = 1) -> tuple:
-    "Input shape a model of `family` takes: frame `[B,3,H,W]`, sequence `[B,T,3,H,W]`, clip `[B,3,T,H,W]`."
-    W, H = size
-    shapes = dict(frame=(batch, 3, H, W), sequence=(batch, T, 3, H, W), clip=(batch, 3, T, H, W))
-    if family not in shapes: raise ConfigError(f"family: must be one of {', '.join(map(repr, shapes))} (got {family!r})")
-    return shapes[family]
+    "Input shape a model of `family` takes (its adapter's, chapter 16): frame `[B,3,H,W]`, sequence `[B,T,3,H,W]`, clip `[B,3,T,H,W]`."
+    from restaurant_actions.families import get_family
+    return get_family(family).example_input(tuple(size), T, batch)
 
 def model_table(names=None, size: tuple = (416, 416), T: int | None = None, time_it: bool = False, **kwargs) -> list:
     """One row per registered model (or per name of `names`): name, family, parameters, GFLOPs (and seconds) at `size`;
     `None` kwargs keep the builder's defaults. Checked first, one `ConfigError` line each: `names` registered, `size` two
     multiples of each model's `model_stride` (32 for the detectors) up to 2048, `T` and `num_classes` integers >= 1."""
+    from restaurant_actions.families import get_family
     names = list_models() if names is None else check_names(names, 'names')
     size = check_size(size, stride=math.lcm(*(model_stride(n) for n in names)) if names else 1)   # before any model is built
     if T is not None: check_count(T, 'T')
@@ -157,7 +166,8 @@ def model_table(names=None, size: tuple = (416, 416), T: int | None = None, time
         params = inspect.signature(_REGISTRY[n][0]).parameters
         t = T if T is not None else (params['T'].default if 'T' in params else 8)   # a clip model's own clip length
         m = build_model(n, **{k: v for k, v in kwargs.items() if k in params and v is not None})
-        rows.append(dict(name=n, family=fam, T=t if fam != 'frame' else 1, **model_info(m, example_input(fam, size, t), time_it=time_it)))
+        t = get_family(fam).spec_fields(t, 1)['T']                                    # a frame model sees one frame
+        rows.append(dict(name=n, family=fam, T=t, **model_info(m, example_input(fam, size, t), time_it=time_it)))
     return rows
 
 # %% ../../nbs/09_models.ipynb #abbe4ef6
@@ -193,7 +203,7 @@ def _spec_str(spec) -> str:
     if not isinstance(spec, dict): return 'a model without spec'
     return f"{spec.get('name')}(" + ', '.join(f'{k}={v!r}' for k, v in (spec.get('kwargs') or {}).items()) + ')'
 
-def _read_checkpoint(path, map_location):
+def read_checkpoint(path, map_location):
     "`torch.load(path, weights_only=True)`, its failures turned into one `CheckpointError` naming the file."
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except (FileNotFoundError, IsADirectoryError, PermissionError): raise
@@ -208,7 +218,7 @@ def _read_checkpoint(path, map_location):
 
 def load_checkpoint(path, map_location='cpu', model: nn.Module | None = None) -> tuple:
     "`(model, checkpoint dict)`: the model rebuilt from the file's spec (or the given `model`), with its weights; `CheckpointError` if they do not fit."
-    ck = _read_checkpoint(path, map_location)
+    ck = read_checkpoint(path, map_location)
     spec = ck.get('model_spec') if isinstance(ck, dict) else None
     if not (isinstance(spec, dict) and 'name' in spec and isinstance(ck.get('model'), dict)):
         raise CheckpointError(f"{path}: not a restaurant_actions checkpoint (needs 'model_spec' and 'model'; official YOWO files load with load_yowo_checkpoint)")
