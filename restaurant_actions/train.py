@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .core import Config, ConfigError, atomic_write, check_device, get_logger, save_json, seed_everything
@@ -264,22 +265,17 @@ def _describe(batch) -> str:
     fr = [f'{int(f[0])}-{int(f[-1])}' if isinstance(f, torch.Tensor) and f.ndim else str(int(f)) for f in fr]
     return ', '.join(f'{v}@{f}' for v, f in list(zip(batch['video'], fr))[:6]) + (' …' if len(fr) > 6 else '')
 
-# %% ../nbs/21_train.ipynb #55f5c5d6
+# %% ../nbs/21_train.ipynb #ecb0021e
 RESUMED = ('step', 'epoch', 'pos', 'bad', 'skipped', 'history', 'evals', 'best')   # a checkpoint's progress, restored by `resume`
 # the fields a resumed run may change: the budget (`steps`, not below the steps done) and how it runs, not what it learns
 RESUME_MAY_CHANGE = ('steps', 'eval_every', 'device', 'num_workers')
 
-def _short(v, n: int = 40) -> str:
-    r = repr(v)
-    return r if len(r) <= n else r[:n - 3] + '...'
-
-def _build_model(name: str, kw: dict) -> nn.Module:
-    "`build_model`, a value it refuses named as a `model_kwargs` problem."
-    try: return build_model(name, **kw)
-    except ConfigError as e: raise ConfigError(f'model_kwargs: {e}') from None
-
 class Trainer:
-    "Train one model on `ds` (frames from `cache`, at `cfg.input_size`) and its `split`; checkpoints go to `out_dir`."
+    """Train one model on `ds` (frames from `cache`, at `cfg.input_size`) and its `split`; checkpoints go to `out_dir`.
+    Setting up is a sequence of named steps, each below with its test: the config and the machine are checked, then
+    `_classes` (the classes trained, checked against the data), `_build` (the model, with custom anchors),
+    `_initialise` (spec, `init` checkpoint, batch-norm momentum, freezing), `_optimizer` (what trains and how) and the
+    training data (`TrainData`, through the model's family adapter)."""
     def __init__(self, cfg: TrainConfig, ds: Dataset, cache: FrameCache, split: Split | None = None, out_dir=None,
                  name: str = 'model', progress: bool = True, model: nn.Module | None = None):
         self.cfg = cfg.check()
@@ -292,247 +288,91 @@ class Trainer:
         dev = check_device(cfg.device, TrainConfig._ranges['device'][0])
         self.device = torch.device('cuda', local) if dev.type == 'cuda' and self.world > 1 else dev
         seed_everything(cfg.seed, cfg.deterministic)
-        names = list(cfg.classes) if cfg.classes else list(ds.classes)
-        unknown = [c for c in names if c not in ds.classes]
-        if unknown: raise ConfigError(f"classes: {unknown} {'is not a class' if len(unknown) == 1 else 'are not classes'} of the dataset "
-                                      f"(its classes: {', '.join(ds.classes[:10])}{' ...' if len(ds.classes) > 10 else ''})")
-        self.class_map = None if not cfg.classes else {ds.classes.index(c): i for i, c in enumerate(names)}
-        if split is not None and not any(np.isin(t.frames, split.frames(t.video, 'test')).any() for t in ds.tubes
-                                         if ds.classes[t.class_id] in names and t.video in split.test):
-            raise ConfigError(f"{ds.root or 'the dataset'}: its held-out part ({len(split.videos)} video(s), "
-                              f"{sum(len(split.frames(v, 'test')) for v in split.videos)} frames) holds no box of the classes trained, "
-                              'so the run could not be scored: label more video (the held-out part is 20 % of it, in 4-s blocks)')
+        names = self._classes()
         self.model = model if model is not None else self._build(names)
-        self.adapter = family_of(self.model)
-        self.family = self.adapter.name
-        self.model.spec.update(classes=names, input_size=[int(v) for v in cfg.input_size],
-                               **self.adapter.spec_fields(cfg.T, cfg.frame_step))
-        self.init_report = None
-        if cfg.init:
-            _, ck = _load_any(cfg.init)
-            try: self.init_report = load_matching(self.model, ck)
-            except RuntimeError as e: raise CheckpointError(f'{cfg.init}: its tensors cannot initialise {cfg.model}: {str(e).splitlines()[0]}') from None
-        if cfg.bn_momentum is not None:
-            for m in self.model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm): m.momentum = cfg.bn_momentum
-        if cfg.freeze is not None:
-            if not hasattr(self.model, 'freeze'): raise ConfigError(f'freeze: {cfg.model} has no freeze API')
-            import inspect
-            params = inspect.signature(self.model.freeze).parameters
-            bad = sorted(set(cfg.freeze) - set(params))
-            if bad: raise ConfigError(f"freeze: unknown argument(s) {bad} of {cfg.model}'s freeze (it takes {', '.join(params)})")
-            self.model.freeze(**cfg.freeze)
-        self.model.to(self.device)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.frozen = sum(p.numel() for p in self.model.parameters() if not p.requires_grad)
-        decay = [p for p in self.params if p.ndim > 1]; rest = [p for p in self.params if p.ndim <= 1]
-        groups = [dict(params=decay, weight_decay=cfg.weight_decay), dict(params=rest, weight_decay=0.0)]
-        self.opt = (torch.optim.AdamW(groups, lr=cfg.lr) if cfg.optimizer == 'adamw'
-                    else torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True))
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
-        self.dtype = amp_dtype(cfg.amp, self.device)
-        self.scaler = torch.amp.GradScaler('cuda') if self.dtype == torch.float16 else None
-        self.ema = (torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
-                                                        use_buffers=True) if cfg.ema else None)
+        self._initialise(names)
+        self._optimizer()
         self.net = (nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
                     if self.world > 1 else self.model)
         self.data = TrainData(self.adapter, ds, cache, split, cfg, self.class_map, self.rank, self.world)
-        red = getattr(self.model, 'loss_reduction', 'mean')
-        # one update = the gradient of the global batch: mean losses are averaged over micro-batches, summed ones
-        # are summed (and DDP's average over processes is undone)
-        self.loss_factor = 1 / cfg.accumulate if red == 'mean' else float(self.world)
         self.step = self.epoch = self.pos = self.bad = self.skipped = 0
         self.state, self.history, self.evals, self.best = None, [], [], None
-
-    def _build(self, names: list) -> nn.Module:
-        cfg = self.cfg
-        fam = get_family(model_family(cfg.model))
-        kw = fam.builder_kwargs(dict(cfg.model_kwargs, num_classes=len(names)), cfg.T)
-        if cfg.anchors == 'custom' and 'anchors' not in cfg.model_kwargs:
-            from restaurant_actions.anchors import anchors_from_dataset
-            probe = _build_model(cfg.model, kw)
-            k, stride, kind = fam.anchor_layout(probe)          # YOWO's anchors are in cells of its head, YOLOv3's in pixels
-            del probe
-            try: r = anchors_from_dataset(self.ds, k=k, kind=kind, input_size=tuple(cfg.input_size),
-                                          seed=cfg.seed, split=self.split, stride=stride)
-            except ValueError as e:       # too few distinct training boxes for k-means (a tiny dataset)
-                raise ConfigError(f"anchors: 'custom' needs more training boxes ({e}); use anchors='default' (the builder's)") from None
-            kw['anchors'] = np.asarray(r['anchors'], float).round(4).tolist()
-        return _build_model(cfg.model, kw)
-
-    # ---- checkpoints
-    def checkpoint(self) -> dict:
-        "Everything needed to continue exactly (tensors and primitives only)."
-        states = self.state
-        if self.world > 1:
-            states = [None] * self.world; dist.all_gather_object(states, _to(self.state, 'cpu'))
-        return dict(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
-                    scaler=self.scaler.state_dict() if self.scaler else None,
-                    ema=self.ema.state_dict() if self.ema else None, rng=rng_state(),
-                    step=self.step, epoch=self.epoch, pos=self.pos, bad=self.bad, skipped=self.skipped,
-                    recurrent_state=_to(states, 'cpu'), world=self.world, config=self.cfg.to_dict(),
-                    history=self.history, evals=self.evals, best=self.best)
-
-    def save(self, path) -> Path | None:
-        "Write the checkpoint atomically (process 0 writes; the others only take part in gathering)."
-        ck = self.checkpoint()
-        if self.rank: return None
-        return save_checkpoint(path, self.model, **ck)
 
     @property
     def last_path(self) -> Path: return self.out/f'{self.name}.last.pt'
     @property
     def best_path(self) -> Path: return self.out/f'checkpoint_{self.name}.pt'
 
-    def resume(self, path=None) -> bool:
-        """Continue from `path` (default: this run's last checkpoint); False when there is none. Refused with one `ConfigError`
-        line: a checkpoint written with another configuration (naming the differing fields; only `RESUME_MAY_CHANGE` may
-        differ), a `steps` below the steps it has done, or a file that is not a training checkpoint of this model."""
-        path = Path(path) if path else (self.last_path if self.out else None)
-        if path is not None:                                          # temporary files of writes a crash cut short
-            for t in path.parent.glob(f'.{path.name}.*.tmp'): t.unlink(missing_ok=True)
-        if path is None or not path.exists(): return False
-        ck = read_checkpoint(path, 'cpu')
-        need = ('model', 'optimizer', 'scheduler', 'scaler', 'ema', 'rng', 'recurrent_state', 'world', 'config', *RESUMED)
-        if not isinstance(ck, dict) or not isinstance(ck.get('config'), dict) or any(k not in ck for k in need):
-            raise CheckpointError(f'{path}: not a checkpoint to resume training from (it lacks ' +
-                                  ', '.join(k for k in need if not isinstance(ck, dict) or k not in ck) + ')')
-        mine, theirs = self.cfg.to_dict(), {TrainConfig._renamed.get(k, k): v for k, v in ck['config'].items()}
-        diff = [k for k, v in mine.items() if theirs.get(k) != v and k not in RESUME_MAY_CHANGE]
-        if diff:
-            raise ConfigError(f'{path}: this run was trained with another configuration; resume it with its own, or train into another '
-                              'folder. Differing: ' + '; '.join(f'{k} {_short(theirs.get(k))} in the run, {_short(mine[k])} now' for k in diff))
-        if ck['step'] > self.cfg.steps: raise ConfigError(f"steps: {self.cfg.steps} is below the {ck['step']} steps this run has done")
-        missing, unexpected, mismatched, lines = state_dict_problems(self.model.state_dict(), ck['model'])
-        if lines: raise CheckpointError(f"{path}: its weights do not fit the model: " + '; '.join(lines), missing, unexpected, mismatched)
-        self.model.load_state_dict(ck['model'])
-        self.opt.load_state_dict(ck['optimizer']); self.sched.load_state_dict(ck['scheduler'])
-        if self.scaler and ck['scaler']: self.scaler.load_state_dict(ck['scaler'])
-        if self.ema and ck['ema']: self.ema.load_state_dict(ck['ema'])
-        set_rng_state(ck['rng'])
-        for k in RESUMED: setattr(self, k, ck[k])
-        st = ck['recurrent_state']
-        self.state = _to(st[self.rank] if self.world > 1 and ck['world'] == self.world else (None if ck['world'] != self.world else st), self.device)
-        return True
+# %% ../nbs/21_train.ipynb #adec2504
+@patch
+def _classes(self: Trainer) -> list:
+    """The names of the classes trained (`cfg.classes`, else all) and `class_map` (dataset class id: trained id; None
+    for all); `ConfigError` for a name the dataset lacks, or a held-out part without a box of them (nothing to score)."""
+    cfg, ds, split = self.cfg, self.ds, self.split
+    names = list(cfg.classes) if cfg.classes else list(ds.classes)
+    unknown = [c for c in names if c not in ds.classes]
+    if unknown: raise ConfigError(f"classes: {unknown} {'is not a class' if len(unknown) == 1 else 'are not classes'} of the dataset "
+                                  f"(its classes: {', '.join(ds.classes[:10])}{' ...' if len(ds.classes) > 10 else ''})")
+    self.class_map = None if not cfg.classes else {ds.classes.index(c): i for i, c in enumerate(names)}
+    if split is not None and not any(np.isin(t.frames, split.frames(t.video, 'test')).any() for t in ds.tubes
+                                     if ds.classes[t.class_id] in names and t.video in split.test):
+        raise ConfigError(f"{ds.root or 'the dataset'}: its held-out part ({len(split.videos)} video(s), "
+                          f"{sum(len(split.frames(v, 'test')) for v in split.videos)} frames) holds no box of the classes trained, "
+                          'so the run could not be scored: label more video (the held-out part is 20 % of it, in 4-s blocks)')
+    return names
 
-    # ---- one optimizer step
-    def _forward_loss(self, batch):
-        x, targets = batch[self.adapter.key].to(self.device, non_blocking=True), batch['targets'].to(self.device)
-        reset = batch['reset'].to(self.device) if 'reset' in batch else None    # where a stream starts a new clip
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
-            outs, state = self.adapter.forward(self.net, x, self.state, reset)
-            self.state = _detach(state)                               # truncated back-propagation
-        outs = [o.float() for o in outs] if isinstance(outs, (list, tuple)) else outs.float()
-        return self.model.loss(outs, targets)
+# %% ../nbs/21_train.ipynb #a128868d
+def _build_model(name: str, kw: dict) -> nn.Module:
+    "`build_model`, a value it refuses named as a `model_kwargs` problem."
+    try: return build_model(name, **kw)
+    except ConfigError as e: raise ConfigError(f'model_kwargs: {e}') from None
 
-    def _update(self, micro: list) -> dict:
-        cfg, parts_sum, loss_sum, finite = self.cfg, {}, 0.0, True
-        self.model.train()                                            # (a frozen part's batch norms stay in eval mode)
-        bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if cfg.freeze_bn:
-            for m in bns: m.eval()
-        # a skipped step must not leave its (maybe non-finite) batch statistics behind in the running averages
-        saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bns
-                 if m.training and m.running_mean is not None]
-        for i, batch in enumerate(micro):
-            sync = i == len(micro) - 1 or self.world == 1
-            ctx = self.net.no_sync() if not sync else _null()
-            with ctx:
-                loss, parts = self._forward_loss(batch)
-                finite &= bool(torch.isfinite(loss))
-                scaled = loss * self.loss_factor
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            loss_sum += float(loss.detach()) / len(micro)
-            for k, v in parts.items(): parts_sum[k] = parts_sum.get(k, 0.0) + float(v) / len(micro)
-        if self.scaler: self.scaler.unscale_(self.opt)
-        norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_grad if cfg.clip_grad > 0 else float('inf'))
-        flag = torch.tensor([0.0 if finite and bool(torch.isfinite(norm)) else 1.0], device=self.device)
-        if self.world > 1: dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        ok = flag.item() == 0
-        if ok:
-            if self.scaler: self.scaler.step(self.opt); self.scaler.update()
-            else: self.opt.step()
-            if self.ema: self.ema.update_parameters(self.model)
-            self.bad = 0
-        else:
-            if self.scaler: self.scaler.update()
-            self.bad += 1; self.skipped += 1
-            self.state = None                                         # never carry a poisoned LSTM state
-            with torch.no_grad():
-                for m, (mu, var, nb) in zip([m for m in bns if m.training and m.running_mean is not None], saved):
-                    m.running_mean.copy_(mu); m.running_var.copy_(var); m.num_batches_tracked.copy_(nb)
-        self.opt.zero_grad(set_to_none=True)
-        self.sched.step()
-        return dict(loss=loss_sum, ok=ok, grad_norm=float(norm), **parts_sum)
+@patch
+def _build(self: Trainer, names: list) -> nn.Module:
+    """The model of `cfg.model` for `names`, its family's builder arguments added (`Family.builder_kwargs`); with
+    `anchors='custom'`, anchors from k-means on the training boxes at the input size, as many and in the units of the
+    model's heads (`Family.anchor_layout`)."""
+    cfg = self.cfg
+    fam = get_family(model_family(cfg.model))
+    kw = fam.builder_kwargs(dict(cfg.model_kwargs, num_classes=len(names)), cfg.T)
+    if cfg.anchors == 'custom' and 'anchors' not in cfg.model_kwargs:
+        from restaurant_actions.anchors import anchors_from_dataset
+        probe = _build_model(cfg.model, kw)
+        k, stride, kind = fam.anchor_layout(probe)          # YOWO's anchors are in cells of its head, YOLOv3's in pixels
+        del probe
+        try: r = anchors_from_dataset(self.ds, k=k, kind=kind, input_size=tuple(cfg.input_size),
+                                      seed=cfg.seed, split=self.split, stride=stride)
+        except ValueError as e:       # too few distinct training boxes for k-means (a tiny dataset)
+            raise ConfigError(f"anchors: 'custom' needs more training boxes ({e}); use anchors='default' (the builder's)") from None
+        kw['anchors'] = np.asarray(r['anchors'], float).round(4).tolist()
+    return _build_model(cfg.model, kw)
 
-    def _micro_batches(self):
-        "Endless micro-batches from the saved position, advancing epoch and position."
-        while True:
-            for batch in self.data.loader(self.epoch, self.pos):
-                self.pos += 1
-                yield batch
-            self.epoch, self.pos = self.epoch + 1, 0
-
-    def eval_model(self) -> nn.Module:
-        "The model to validate and keep: the EMA weights when EMA is on."
-        if not self.ema: return self.model
-        m = self.ema.module; m.spec = self.model.spec
-        return m
-
-    def validate(self) -> dict:
-        "Frame-mAP etc. on the held-out part (process 0; the others wait)."
-        r = None
-        if self.rank == 0:
-            r = evaluate(self.eval_model(), self.ds, self.cache, self.split, 'test', every=self.cfg.eval_stride,
-                         class_map=self.class_map, T=self.cfg.T, progress=False)
-            r = dict(step=self.step, **{k: v for k, v in r.items() if k not in ('AP', 'n_gt')}, AP=r['AP'])
-            self.evals.append(r)
-            if self.best is None or r['mAP'] > self.best['mAP']:
-                self.best = dict(step=self.step, mAP=r['mAP'])
-                if self.out: save_checkpoint(self.best_path, self.eval_model(), best=self.best, config=self.cfg.to_dict())
-        if self.world > 1: dist.barrier()
-        return r
-
-    def fit(self, resume: bool = False, stop_after: int | None = None) -> dict:
-        "Train to `cfg.steps` (or stop after step `stop_after`, as a crash would); returns the run's summary."
-        cfg = self.cfg
-        if resume: self.resume()
-        it = self._micro_batches()
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=self.name, disable=not self.progress, dynamic_ncols=True)
-        t0, n0 = time.perf_counter(), self.step
-        while self.step < cfg.steps:
-            micro = [next(it) for _ in range(cfg.accumulate)]
-            r = self._update(micro)
-            self.step += 1
-            sps = (self.step - n0) * cfg.batch_size / max(1e-9, time.perf_counter() - t0)
-            self.history.append(dict(step=self.step, lr=self.sched.get_last_lr()[0], samples_per_s=round(sps, 2),
-                                     **{k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in r.items()}))
-            bar.update(1); bar.set_postfix(loss=f"{r['loss']:.3f}", sps=f'{sps:.1f}', skipped=self.skipped)
-            if self.bad >= cfg.max_bad_steps:
-                raise TrainingError(f'step {self.step}: {self.bad} consecutive steps with a non-finite loss or gradient; '
-                                    f'last batch: {_describe(micro[-1])}. The last good checkpoint is {self.last_path if self.out else None}')
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps: self.validate()
-            if self.out and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps: self.save(self.last_path)
-            if stop_after is not None and self.step >= stop_after: bar.close(); return self.summary()
-        bar.close()
-        self.validate()
-        if self.out:
-            self.save(self.last_path)
-            if self.rank == 0: save_json(self.summary(), self.out/f'{self.name}.summary.json', indent=1)
-        return self.summary()
-
-    def summary(self) -> dict:
-        "What happened: steps, skipped steps, frozen parameters, losses, validations, best."
-        h = self.history
-        return dict(name=self.name, model=self.cfg.model, family=self.family, steps=self.step, skipped=self.skipped,
-                    trainable=sum(p.numel() for p in self.params), frozen=self.frozen, init=self.init_report,
-                    first_loss=h[0]['loss'] if h else None, last_loss=h[-1]['loss'] if h else None,
-                    samples_per_s=h[-1]['samples_per_s'] if h else None, evals=self.evals, best=self.best,
-                    history=[{k: x[k] for k in ('step', 'loss', 'lr', 'ok')} for x in h])
-
-class _null:
-    def __enter__(self): return self
-    def __exit__(self, *a): return False
+# %% ../nbs/21_train.ipynb #5c6655b5
+@patch
+def _initialise(self: Trainer, names: list):
+    """Complete the model for this run and put it on the device: the spec a checkpoint carries (classes, input size,
+    and the family's `T`/`frame_step`), the tensors of the `init` checkpoint that match (`load_matching`; `init_report`
+    says how many), the batch-norm momentum, and the model's own `freeze(**cfg.freeze)`."""
+    cfg, model = self.cfg, self.model
+    self.adapter = family_of(model)
+    self.family = self.adapter.name
+    model.spec.update(classes=names, input_size=[int(v) for v in cfg.input_size], **self.adapter.spec_fields(cfg.T, cfg.frame_step))
+    self.init_report = None
+    if cfg.init:
+        _, ck = _load_any(cfg.init)
+        try: self.init_report = load_matching(model, ck)
+        except RuntimeError as e: raise CheckpointError(f'{cfg.init}: its tensors cannot initialise {cfg.model}: {str(e).splitlines()[0]}') from None
+    if cfg.bn_momentum is not None:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm): m.momentum = cfg.bn_momentum
+    if cfg.freeze is not None:
+        if not hasattr(model, 'freeze'): raise ConfigError(f'freeze: {cfg.model} has no freeze API')
+        import inspect
+        params = inspect.signature(model.freeze).parameters
+        bad = sorted(set(cfg.freeze) - set(params))
+        if bad: raise ConfigError(f"freeze: unknown argument(s) {bad} of {cfg.model}'s freeze (it takes {', '.join(params)})")
+        model.freeze(**cfg.freeze)
+    model.to(self.device)
 
 def _load_any(path) -> tuple:
     "`(spec, state dict)` of one of our checkpoints; `CheckpointError` (one line naming the file) if it cannot be read."
@@ -540,6 +380,214 @@ def _load_any(path) -> tuple:
     if not isinstance(ck, dict) or not isinstance(ck.get('model'), dict):
         raise ConfigError(f"{path}: not a restaurant_actions checkpoint (no 'model' state dict)")
     return ck.get('model_spec'), ck['model']
+
+# %% ../nbs/21_train.ipynb #cb0ea02c
+@patch
+def _optimizer(self: Trainer):
+    """What trains and how: only the parameters that still require gradients (`params`; `frozen` counts the others),
+    weight decay on weights but not on biases and norms, the optimizer and its schedule (`lr_factor`), the autocast
+    dtype (and a gradient scaler for fp16), the EMA copy, and the loss factor of gradient accumulation."""
+    cfg = self.cfg
+    self.params = [p for p in self.model.parameters() if p.requires_grad]
+    self.frozen = sum(p.numel() for p in self.model.parameters() if not p.requires_grad)
+    decay = [p for p in self.params if p.ndim > 1]; rest = [p for p in self.params if p.ndim <= 1]
+    groups = [dict(params=decay, weight_decay=cfg.weight_decay), dict(params=rest, weight_decay=0.0)]
+    self.opt = (torch.optim.AdamW(groups, lr=cfg.lr) if cfg.optimizer == 'adamw'
+                else torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True))
+    self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
+    self.dtype = amp_dtype(cfg.amp, self.device)
+    self.scaler = torch.amp.GradScaler('cuda') if self.dtype == torch.float16 else None
+    self.ema = (torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
+                                                    use_buffers=True) if cfg.ema else None)
+    # one update = the gradient of the global batch: mean losses are averaged over micro-batches, summed ones
+    # are summed (and DDP's average over processes is undone)
+    red = getattr(self.model, 'loss_reduction', 'mean')
+    self.loss_factor = 1 / cfg.accumulate if red == 'mean' else float(self.world)
+
+# %% ../nbs/21_train.ipynb #f961f93d
+def _short(v, n: int = 40) -> str:
+    r = repr(v)
+    return r if len(r) <= n else r[:n - 3] + '...'
+
+@patch
+def checkpoint(self: Trainer) -> dict:
+    "Everything needed to continue exactly (tensors and primitives only)."
+    states = self.state
+    if self.world > 1:
+        states = [None] * self.world; dist.all_gather_object(states, _to(self.state, 'cpu'))
+    return dict(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
+                scaler=self.scaler.state_dict() if self.scaler else None,
+                ema=self.ema.state_dict() if self.ema else None, rng=rng_state(),
+                step=self.step, epoch=self.epoch, pos=self.pos, bad=self.bad, skipped=self.skipped,
+                recurrent_state=_to(states, 'cpu'), world=self.world, config=self.cfg.to_dict(),
+                history=self.history, evals=self.evals, best=self.best)
+
+@patch
+def save(self: Trainer, path) -> Path | None:
+    "Write the checkpoint atomically (process 0 writes; the others only take part in gathering)."
+    ck = self.checkpoint()
+    if self.rank: return None
+    return save_checkpoint(path, self.model, **ck)
+
+
+@patch
+def resume(self: Trainer, path=None) -> bool:
+    """Continue from `path` (default: this run's last checkpoint); False when there is none. Refused with one `ConfigError`
+    line: a checkpoint written with another configuration (naming the differing fields; only `RESUME_MAY_CHANGE` may
+    differ), a `steps` below the steps it has done, or a file that is not a training checkpoint of this model."""
+    path = Path(path) if path else (self.last_path if self.out else None)
+    if path is not None:                                          # temporary files of writes a crash cut short
+        for t in path.parent.glob(f'.{path.name}.*.tmp'): t.unlink(missing_ok=True)
+    if path is None or not path.exists(): return False
+    ck = read_checkpoint(path, 'cpu')
+    need = ('model', 'optimizer', 'scheduler', 'scaler', 'ema', 'rng', 'recurrent_state', 'world', 'config', *RESUMED)
+    if not isinstance(ck, dict) or not isinstance(ck.get('config'), dict) or any(k not in ck for k in need):
+        raise CheckpointError(f'{path}: not a checkpoint to resume training from (it lacks ' +
+                              ', '.join(k for k in need if not isinstance(ck, dict) or k not in ck) + ')')
+    mine, theirs = self.cfg.to_dict(), {TrainConfig._renamed.get(k, k): v for k, v in ck['config'].items()}
+    diff = [k for k, v in mine.items() if theirs.get(k) != v and k not in RESUME_MAY_CHANGE]
+    if diff:
+        raise ConfigError(f'{path}: this run was trained with another configuration; resume it with its own, or train into another '
+                          'folder. Differing: ' + '; '.join(f'{k} {_short(theirs.get(k))} in the run, {_short(mine[k])} now' for k in diff))
+    if ck['step'] > self.cfg.steps: raise ConfigError(f"steps: {self.cfg.steps} is below the {ck['step']} steps this run has done")
+    missing, unexpected, mismatched, lines = state_dict_problems(self.model.state_dict(), ck['model'])
+    if lines: raise CheckpointError(f"{path}: its weights do not fit the model: " + '; '.join(lines), missing, unexpected, mismatched)
+    self.model.load_state_dict(ck['model'])
+    self.opt.load_state_dict(ck['optimizer']); self.sched.load_state_dict(ck['scheduler'])
+    if self.scaler and ck['scaler']: self.scaler.load_state_dict(ck['scaler'])
+    if self.ema and ck['ema']: self.ema.load_state_dict(ck['ema'])
+    set_rng_state(ck['rng'])
+    for k in RESUMED: setattr(self, k, ck[k])
+    st = ck['recurrent_state']
+    self.state = _to(st[self.rank] if self.world > 1 and ck['world'] == self.world else (None if ck['world'] != self.world else st), self.device)
+    return True
+
+# %% ../nbs/21_train.ipynb #fdc62ffe
+class _null:
+    def __enter__(self): return self
+    def __exit__(self, *a): return False
+
+@patch
+def _forward_loss(self: Trainer, batch):
+    x, targets = batch[self.adapter.key].to(self.device, non_blocking=True), batch['targets'].to(self.device)
+    reset = batch['reset'].to(self.device) if 'reset' in batch else None    # where a stream starts a new clip
+    with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+        outs, state = self.adapter.forward(self.net, x, self.state, reset)
+        self.state = _detach(state)                               # truncated back-propagation
+    outs = [o.float() for o in outs] if isinstance(outs, (list, tuple)) else outs.float()
+    return self.model.loss(outs, targets)
+
+@patch
+def _update(self: Trainer, micro: list) -> dict:
+    cfg, parts_sum, loss_sum, finite = self.cfg, {}, 0.0, True
+    self.model.train()                                            # (a frozen part's batch norms stay in eval mode)
+    bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if cfg.freeze_bn:
+        for m in bns: m.eval()
+    # a skipped step must not leave its (maybe non-finite) batch statistics behind in the running averages
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bns
+             if m.training and m.running_mean is not None]
+    for i, batch in enumerate(micro):
+        sync = i == len(micro) - 1 or self.world == 1
+        ctx = self.net.no_sync() if not sync else _null()
+        with ctx:
+            loss, parts = self._forward_loss(batch)
+            finite &= bool(torch.isfinite(loss))
+            scaled = loss * self.loss_factor
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+        loss_sum += float(loss.detach()) / len(micro)
+        for k, v in parts.items(): parts_sum[k] = parts_sum.get(k, 0.0) + float(v) / len(micro)
+    if self.scaler: self.scaler.unscale_(self.opt)
+    norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_grad if cfg.clip_grad > 0 else float('inf'))
+    flag = torch.tensor([0.0 if finite and bool(torch.isfinite(norm)) else 1.0], device=self.device)
+    if self.world > 1: dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    ok = flag.item() == 0
+    if ok:
+        if self.scaler: self.scaler.step(self.opt); self.scaler.update()
+        else: self.opt.step()
+        if self.ema: self.ema.update_parameters(self.model)
+        self.bad = 0
+    else:
+        if self.scaler: self.scaler.update()
+        self.bad += 1; self.skipped += 1
+        self.state = None                                         # never carry a poisoned LSTM state
+        with torch.no_grad():
+            for m, (mu, var, nb) in zip([m for m in bns if m.training and m.running_mean is not None], saved):
+                m.running_mean.copy_(mu); m.running_var.copy_(var); m.num_batches_tracked.copy_(nb)
+    self.opt.zero_grad(set_to_none=True)
+    self.sched.step()
+    return dict(loss=loss_sum, ok=ok, grad_norm=float(norm), **parts_sum)
+
+# %% ../nbs/21_train.ipynb #13daa4d7
+@patch
+def _micro_batches(self: Trainer):
+    "Endless micro-batches from the saved position, advancing epoch and position."
+    while True:
+        for batch in self.data.loader(self.epoch, self.pos):
+            self.pos += 1
+            yield batch
+        self.epoch, self.pos = self.epoch + 1, 0
+
+@patch
+def eval_model(self: Trainer) -> nn.Module:
+    "The model to validate and keep: the EMA weights when EMA is on."
+    if not self.ema: return self.model
+    m = self.ema.module; m.spec = self.model.spec
+    return m
+
+@patch
+def validate(self: Trainer) -> dict:
+    "Frame-mAP etc. on the held-out part (process 0; the others wait)."
+    r = None
+    if self.rank == 0:
+        r = evaluate(self.eval_model(), self.ds, self.cache, self.split, 'test', every=self.cfg.eval_stride,
+                     class_map=self.class_map, T=self.cfg.T, progress=False)
+        r = dict(step=self.step, **{k: v for k, v in r.items() if k not in ('AP', 'n_gt')}, AP=r['AP'])
+        self.evals.append(r)
+        if self.best is None or r['mAP'] > self.best['mAP']:
+            self.best = dict(step=self.step, mAP=r['mAP'])
+            if self.out: save_checkpoint(self.best_path, self.eval_model(), best=self.best, config=self.cfg.to_dict())
+    if self.world > 1: dist.barrier()
+    return r
+
+@patch
+def fit(self: Trainer, resume: bool = False, stop_after: int | None = None) -> dict:
+    "Train to `cfg.steps` (or stop after step `stop_after`, as a crash would); returns the run's summary."
+    cfg = self.cfg
+    if resume: self.resume()
+    it = self._micro_batches()
+    bar = tqdm(total=cfg.steps, initial=self.step, desc=self.name, disable=not self.progress, dynamic_ncols=True)
+    t0, n0 = time.perf_counter(), self.step
+    while self.step < cfg.steps:
+        micro = [next(it) for _ in range(cfg.accumulate)]
+        r = self._update(micro)
+        self.step += 1
+        sps = (self.step - n0) * cfg.batch_size / max(1e-9, time.perf_counter() - t0)
+        self.history.append(dict(step=self.step, lr=self.sched.get_last_lr()[0], samples_per_s=round(sps, 2),
+                                 **{k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in r.items()}))
+        bar.update(1); bar.set_postfix(loss=f"{r['loss']:.3f}", sps=f'{sps:.1f}', skipped=self.skipped)
+        if self.bad >= cfg.max_bad_steps:
+            raise TrainingError(f'step {self.step}: {self.bad} consecutive steps with a non-finite loss or gradient; '
+                                f'last batch: {_describe(micro[-1])}. The last good checkpoint is {self.last_path if self.out else None}')
+        if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps: self.validate()
+        if self.out and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps: self.save(self.last_path)
+        if stop_after is not None and self.step >= stop_after: bar.close(); return self.summary()
+    bar.close()
+    self.validate()
+    if self.out:
+        self.save(self.last_path)
+        if self.rank == 0: save_json(self.summary(), self.out/f'{self.name}.summary.json', indent=1)
+    return self.summary()
+
+@patch
+def summary(self: Trainer) -> dict:
+    "What happened: steps, skipped steps, frozen parameters, losses, validations, best."
+    h = self.history
+    return dict(name=self.name, model=self.cfg.model, family=self.family, steps=self.step, skipped=self.skipped,
+                trainable=sum(p.numel() for p in self.params), frozen=self.frozen, init=self.init_report,
+                first_loss=h[0]['loss'] if h else None, last_loss=h[-1]['loss'] if h else None,
+                samples_per_s=h[-1]['samples_per_s'] if h else None, evals=self.evals, best=self.best,
+                history=[{k: x[k] for k in ('step', 'loss', 'lr', 'ok')} for x in h])
 
 def train(cfg: TrainConfig, ds: Dataset, cache: FrameCache, split: Split | None = None, out_dir=None, name: str = 'model',
           resume: bool = False, progress: bool = True) -> dict:
