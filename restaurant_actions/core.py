@@ -53,11 +53,13 @@ def _jsonable(v):
 
 @dataclasses.dataclass
 class Config:
-    "Base class of every configuration: JSON round-trip with field-named errors; `check()` against the valid ranges in `_ranges`."
+    """Base class of every configuration: JSON round-trip with field-named errors; `check()` against the valid ranges
+    in `_ranges`."""
     _ranges: typing.ClassVar[dict] = {}   # field name: (its valid values in words, a test of a value)
 
     def check(self):
-        "Raise `ConfigError` `'<field>: must be <valid values> (got <value>)'` for the first field outside its range; return self."
+        """Raise `ConfigError` `'<field>: must be <valid values> (got <value>)'` for the first field outside its
+        range; return self."""
         for name, (what, ok) in self._ranges.items():
             v = getattr(self, name)
             try: good = bool(ok(v))
@@ -76,7 +78,8 @@ class Config:
         hints = typing.get_type_hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
-        if unknown and not where: raise ConfigError(f"{unknown[0]}: not a field of {cls.__name__} (its fields: {', '.join(sorted(names))})")
+        if unknown and not where:
+            raise ConfigError(f"{unknown[0]}: not a field of {cls.__name__} (its fields: {', '.join(sorted(names))})")
         if unknown: raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
         return cls(**{k: _convert(hints[k], v, f"{where}.{k}" if where else k) for k, v in d.items()})
 
@@ -92,7 +95,8 @@ class Config:
         "Load from a JSON string or a path to a JSON file."
         p = Path(src) if not (isinstance(src, str) and src.lstrip().startswith('{')) else None
         try: text = p.read_text(encoding='utf-8') if p is not None else src
-        except UnicodeDecodeError as e: raise ConfigError(f'{p}: not a JSON file (not UTF-8 text: {e.reason} at byte {e.start})') from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f'{p}: not a JSON file (not UTF-8 text: {e.reason} at byte {e.start})') from None
         except OSError as e: raise ConfigError(f'{p}: cannot read ({e.strerror})') from None
         try: d = json.loads(text)
         except json.JSONDecodeError as e: raise ConfigError(f"{p or 'json'}:{e.lineno}: {e.msg}") from None
@@ -100,8 +104,20 @@ class Config:
         return cls.from_dict(d, _where=str(p) if p else None)
 
     def replace(self, **kw):
-        "Copy with some fields changed (validated like `from_dict`; errors name the field: `steps: expected int, got 'x'`)."
+        """Copy with some fields changed (validated like `from_dict`; errors name the field: `steps: expected int,
+        got 'x'`)."""
         return type(self).from_dict({**self.to_dict(), **_jsonable(kw)}, _where='')
+
+    @classmethod
+    def merged(cls, options=None, **kw):
+        """`options` (None: the defaults) with the fields `kw` replaced, checked (`check`): how a function takes an
+        options object and its fields as keywords. `ConfigError` for another object or a name that is not a field."""
+        if options is not None and not isinstance(options, cls):
+            raise ConfigError(f'options: must be a {cls.__name__} (got {options!r})')
+        names = [f.name for f in dataclasses.fields(cls)]
+        for k in kw:
+            if k not in names: raise ConfigError(f"{k}: not an option of {cls.__name__} (its options: {', '.join(names)})")
+        return dataclasses.replace(options if options is not None else cls(), **kw).check()
 
 # %% ../nbs/00_core.ipynb #f01e36f6
 def umask() -> int:
@@ -136,7 +152,11 @@ def is_int(v) -> bool:
 
 def is_real(v) -> bool:
     "A finite real number (Python or numpy), not a bool."
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and bool(np.isfinite(v))
+    return (
+        isinstance(v, (int, float, np.integer, np.floating))
+        and not isinstance(v, (bool, np.bool_))
+        and bool(np.isfinite(v))
+    )
 
 def int_in(lo: int, hi: int | None = None):
     "A test for `_ranges` and `check_param`: an integer in `[lo, hi]`."
@@ -144,10 +164,13 @@ def int_in(lo: int, hi: int | None = None):
 
 def num_in(lo: float, hi: float | None = None, lo_open: bool = False, hi_open: bool = False):
     "A test: a finite real number in `[lo, hi]` (an open end with `lo_open` / `hi_open`)."
-    return lambda v: is_real(v) and (lo < v if lo_open else lo <= v) and (hi is None or (v < hi if hi_open else v <= hi))
+    return (
+        lambda v: is_real(v) and (lo < v if lo_open else lo <= v) and (hi is None or (v < hi if hi_open else v <= hi))
+    )
 
 def check_param(name: str, value, what: str, ok) -> None:
-    "Raise `ConfigError('<name>: must be <what> (got <value>)')` unless `ok(value)` is true (a test that raises counts as false)."
+    """Raise `ConfigError('<name>: must be <what> (got <value>)')` unless `ok(value)` is true (a test that raises
+    counts as false)."""
     try: good = bool(ok(value))
     except (TypeError, ValueError): good = False
     if not good: raise ConfigError(f'{name}: must be {what} (got {value!r})')
@@ -167,7 +190,8 @@ def foreign_files(folder) -> list | None:
     return [f for f in _files(folder) if f != MANIFEST and f not in listed]
 
 def check_destination(dst, overwrite: bool = False, inputs=()):
-    "Raise `ConfigError` (one line naming `dst`) if writing folder `dst` could touch an input or a file we did not write."
+    """Raise `ConfigError` (one line naming `dst`) if writing folder `dst` could touch an input or a file we did not
+    write."""
     dst = Path(dst)
     d = dst.resolve()
     for i in inputs:
@@ -177,19 +201,27 @@ def check_destination(dst, overwrite: bool = False, inputs=()):
         if i in d.parents: raise ConfigError(f'{dst}: lies inside the input {i}; choose another output folder')
     if dst.is_symlink() or (dst.exists() and not dst.is_dir()): raise ConfigError(f'{dst}: exists and is not a folder')
     if not dst.is_dir() or not any(dst.iterdir()): return
-    if not overwrite: raise ConfigError(f'{dst}: exists and is not empty (--overwrite replaces an earlier output of restaurant-actions)')
+    if not overwrite:
+        raise ConfigError(
+            f'{dst}: exists and is not empty (--overwrite replaces an earlier output of restaurant-actions)'
+        )
     foreign = foreign_files(dst)
     if foreign is None:
-        raise ConfigError(f'{dst}: was not written by restaurant-actions (no {MANIFEST}); --overwrite replaces only our own '
-                          'outputs: choose another folder or empty it yourself')
+        raise ConfigError(
+            f'{dst}: was not written by restaurant-actions (no {MANIFEST}); --overwrite replaces only our own '
+            'outputs: choose another folder or empty it yourself'
+        )
     if foreign:
-        raise ConfigError(f"{dst}: holds files restaurant-actions did not write ({', '.join(foreign[:3])}"
-                          f"{f' and {len(foreign) - 3} more' if len(foreign) > 3 else ''}); move them away or choose another folder")
+        raise ConfigError(
+            f"{dst}: holds files restaurant-actions did not write ({', '.join(foreign[:3])}"
+            f"{f' and {len(foreign) - 3} more' if len(foreign) > 3 else ''}); move them away or choose another folder"
+        )
 
 @contextmanager
 def output_folder(dst, overwrite: bool = False, inputs=()):
     """Yield a temporary sibling of `dst` to write a folder into; on success add the manifest and rename it into place
-    (replacing an earlier output of ours when `overwrite`); on an error or Ctrl-C remove it and leave `dst` as it was."""
+    (replacing an earlier output of ours when `overwrite`); on an error or Ctrl-C remove it and leave `dst` as it
+    was."""
     dst = Path(dst)
     check_destination(dst, overwrite, inputs)
     made = [p for p in reversed(dst.parents) if not p.exists()]        # parents this call creates (removed on failure)
@@ -200,12 +232,15 @@ def output_folder(dst, overwrite: bool = False, inputs=()):
         yield tmp
         save_json(dict(written_by='restaurant_actions', files=_files(tmp)), tmp/MANIFEST, indent=1)
         try: check_destination(dst, overwrite, inputs)
-        except ConfigError: raise ConfigError(f'{dst}: was written by another run while this one ran; this run kept nothing') from None
+        except ConfigError:
+            raise ConfigError(f'{dst}: was written by another run while this one ran; this run kept nothing') from None
         if dst.is_dir() and any(dst.iterdir()): old = dst.with_name(f'{tmp.name}.old'); os.replace(dst, old)
-        if old is not None and foreign_files(old) != []:      # a file put (or the manifest taken) since the check: give it back
+        # a file put (or the manifest taken) since the check: give it back
+        if old is not None and foreign_files(old) != []:
             os.replace(old, dst); old = None; check_destination(dst, overwrite, inputs)
         try: os.replace(tmp, dst)
-        except OSError: raise ConfigError(f'{dst}: was written by another run while this one ran; this run kept nothing') from None
+        except OSError:
+            raise ConfigError(f'{dst}: was written by another run while this one ran; this run kept nothing') from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not dst.exists(): os.replace(old, dst); old = None
@@ -241,7 +276,8 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
 DEVICES = "'auto', 'cpu', 'cuda' or 'cuda:N' (a GPU of this machine)"
 
 def check_device(device, words: str = DEVICES) -> torch.device:
-    "The torch device `device` names (None/'auto': cuda if available, else cpu); `ConfigError` `device: must be <words> (got ...: why)` unless it exists here."
+    """The torch device `device` names (None/'auto': cuda if available, else cpu); `ConfigError` `device: must be
+    <words> (got ...: why)` unless it exists here."""
     bad = lambda why='': ConfigError(f'device: must be {words} (got {str(device)!r}{why})')
     try: dev = get_device(device)
     except ConfigError: raise bad(': CUDA is not available on this machine') from None
@@ -250,7 +286,8 @@ def check_device(device, words: str = DEVICES) -> torch.device:
         n = torch.cuda.device_count()
         raise bad(f": this machine has {n} CUDA device{'s' if n != 1 else ''}")
     mps = getattr(torch.backends, 'mps', None)
-    if dev.type not in ('cpu', 'cuda') and not (dev.type == 'mps' and mps is not None and mps.is_available()): raise bad()
+    if dev.type not in ('cpu', 'cuda') and not (dev.type == 'mps' and mps is not None and mps.is_available()):
+        raise bad()
     return dev
 
 # %% ../nbs/00_core.ipynb #120cd71d
