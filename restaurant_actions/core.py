@@ -116,7 +116,8 @@ class Config:
             raise ConfigError(f'options: must be a {cls.__name__} (got {options!r})')
         names = [f.name for f in dataclasses.fields(cls)]
         for k in kw:
-            if k not in names: raise ConfigError(f"{k}: not an option of {cls.__name__} (its options: {', '.join(names)})")
+            if k not in names:
+                raise ConfigError(f"{k}: not an option of {cls.__name__} (its options: {', '.join(names)})")
         return dataclasses.replace(options if options is not None else cls(), **kw).check()
 
 # %% ../nbs/00_core.ipynb #f01e36f6
