@@ -4,10 +4,11 @@
 
 # %% ../nbs/20a_evaluate.ipynb #0415b2cd
 from __future__ import annotations
+from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .core import ConfigError
+from .core import Config, ConfigError
 from .data.annotations import Dataset
 from .data.splits import PARTS, Split
 from .data.video import FrameCache
@@ -16,18 +17,30 @@ from .families import family_of
 from .metrics import frame_ap, yowo_frame_measures
 
 # %% auto #0
-__all__ = ['check_evaluate', 'evaluate']
+__all__ = ['EvalOptions', 'check_evaluate', 'evaluate']
 
 # %% ../nbs/20a_evaluate.ipynb #010dbb5d
-def check_evaluate(part: str = 'test', every: int = 1, batch_size: int = 8, conf_thresh: float = 0.005, T: int | None = None,
-                   frame_step: int | None = None) -> None:
-    "`ConfigError` `'<option>: must be <valid values> (got <value>)'` for the first of `evaluate`'s options out of its range."
+@dataclass
+class EvalOptions(Config):
+    "How `evaluate` scores a model, each setting with its valid range; `evaluate` takes one as `options`, or its fields as keywords."
+    every: int = 1                  # score one key frame in `every`
+    batch_size: int = 8             # key frames (clips) per forward pass (a sequence model runs its own sub-sequences)
+    conf_thresh: float = 0.005      # the decoding's score threshold (the official evaluators' low one)
+    T: int | None = None            # clip / sub-sequence length (None: the model's, else 16)
+    frame_step: int | None = None   # frames between the frames a model sees (None: the model's, as trained, else 1)
+    multi_label: bool = False       # a kept box counts once per class above the threshold (per-class scoring)
+    _ranges = dict(every=('an integer >= 1', lambda v: is_int(v) and v >= 1),
+                   batch_size=('an integer >= 1', lambda v: is_int(v) and v >= 1),
+                   conf_thresh=('>= 0 and <= 1', lambda v: is_real(v) and 0 <= v <= 1),
+                   T=('None or an integer >= 1', lambda v: v is None or is_int(v) and v >= 1),
+                   frame_step=('None or an integer >= 1', lambda v: v is None or is_int(v) and v >= 1),
+                   multi_label=('True or False', lambda v: isinstance(v, bool)))
+
+def check_evaluate(part: str = 'test', options: EvalOptions | None = None, **kw) -> EvalOptions:
+    """`evaluate`'s part and options, checked: `ConfigError` `'<option>: must be <valid values> (got <value>)'` for the
+    first out of its range; returns the options."""
     check_param('part', part, 'one of ' + ', '.join(repr(p) for p in PARTS), lambda v: isinstance(v, str) and v in PARTS)
-    check_param('every', every, 'an integer >= 1', lambda v: is_int(v) and v >= 1)
-    check_param('batch_size', batch_size, 'an integer >= 1', lambda v: is_int(v) and v >= 1)
-    check_param('conf_thresh', conf_thresh, '>= 0 and <= 1', lambda v: is_real(v) and 0 <= v <= 1)
-    check_param('T', T, 'None or an integer >= 1', lambda v: v is None or is_int(v) and v >= 1)
-    check_param('frame_step', frame_step, 'None or an integer >= 1', lambda v: v is None or is_int(v) and v >= 1)
+    return EvalOptions.merged(options, **kw)
 
 def _check_scored(ds: Dataset, split: Split | None, part: str, frames: int, boxes: int, class_map) -> None:
     "`ConfigError` when the part has no key frame, or no ground-truth box on its key frames: nothing that frame-mAP can score."
@@ -38,27 +51,28 @@ def _check_scored(ds: Dataset, split: Split | None, part: str, frames: int, boxe
         of = ' of the classes scored (class_map)' if class_map is not None else ''
         raise ConfigError(f'{lead}none of the {frames} {what} scored in {root} holds a ground-truth box{of}, so frame-mAP is undefined{hint}')
 
-def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, part: str = 'test', every: int = 1,
-             batch_size: int = 8, conf_thresh: float = 0.005, class_map: dict | None = None, T: int | None = None,
-             progress: bool = True, raw: bool = False, frame_step: int | None = None, multi_label: bool = False) -> dict:
-    """Frame-mAP, per-class AP and YOWO's measures of `model` on the key frames of `part` (pixels of the cache size); `multi_label`: a box
-    counts once per class (per-class scoring), not only for its best class. The options are checked first (`check_evaluate`);
-    a part without key frames or without ground-truth boxes is a `ConfigError` (its frame-mAP would be nan)."""
-    check_evaluate(part=part, every=every, batch_size=batch_size, conf_thresh=conf_thresh, T=T, frame_step=frame_step)
+def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, part: str = 'test',
+             options: EvalOptions | None = None, *, class_map: dict | None = None, progress: bool = True, raw: bool = False,
+             **kw) -> dict:
+    """Frame-mAP, per-class AP and YOWO's measures of `model` on the key frames of `part` (pixels of the cache size),
+    scored as `options` say (or their fields as keywords: `every`, `conf_thresh`, `multi_label` ...; `multi_label`: a box
+    counts once per class — per-class scoring — not only for its best class). Everything is checked first
+    (`check_evaluate`); a part without key frames or without ground-truth boxes is a `ConfigError` (its frame-mAP would be nan)."""
+    o = check_evaluate(part, options, **kw)
     fam = family_of(model)
-    T = T or (getattr(model, 'spec', {}) or {}).get('kwargs', {}).get('T') or 16
-    frame_step = frame_step or (getattr(model, 'spec', {}) or {}).get('frame_step') or 1   # the trained spacing (sequence; clip: its rate d)
-    data = fam.eval_dataset(ds, cache, split, part, T, frame_step, every=every, class_map=class_map)
+    T = o.T or (getattr(model, 'spec', {}) or {}).get('kwargs', {}).get('T') or 16
+    frame_step = o.frame_step or (getattr(model, 'spec', {}) or {}).get('frame_step') or 1   # the trained spacing
+    data = fam.eval_dataset(ds, cache, split, part, T, frame_step, every=o.every, class_map=class_map)
     n = 10 ** len(str(max([v.num_frames for v in ds.videos], default=0)))
     gt_f, gt_c, gt_b = [], [], []
     for vi, f in data.keys:           # the ground truth first: a part with nothing to score is refused before the model runs
         b, c = data.labels(ds.videos[int(vi)].id, int(f))
         gt_f += [int(vi) * n + int(f)] * len(b); gt_c += c.tolist(); gt_b += b.tolist()
     _check_scored(ds, split, part, len(data.keys), len(gt_f), class_map)
-    per_class = dict(multi_label=True) if multi_label else {}     # only asked of models that are asked for it
+    per_class = dict(multi_label=True) if o.multi_label else {}     # only asked of models that are asked for it
     was = model.training; model.eval()
     with torch.inference_mode():
-        dets = list(fam.detections(model, data, batch_size, T, frame_step, progress, conf_thresh=conf_thresh, **per_class))
+        dets = list(fam.detections(model, data, o.batch_size, T, frame_step, progress, conf_thresh=o.conf_thresh, **per_class))
     model.train(was)
     df, dc, ds_, db = [], [], [], []
     for vi, f, d in dets:

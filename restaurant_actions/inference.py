@@ -26,7 +26,7 @@ from .families import get_family
 from .metrics import link_tubes
 
 # %% auto #0
-__all__ = ['CSV_HEADER', 'InferenceOptions', 'fold_batchnorm', 'to_channels_last', 'prepare_model', 'DetectConfig', 'check_args',
+__all__ = ['CSV_HEADER', 'InferenceOptions', 'fold_batchnorm', 'to_channels_last', 'prepare_model', 'DetectOptions', 'check_args',
            'Detector', 'FrameDetections', 'DetectionStream', 'iter_detections', 'TubeLinker', 'detect_video',
            'tubes_to_cvat']
 
@@ -106,8 +106,10 @@ def _size_ok(s) -> bool:
     return bool(sides) and all(_int_in(32, 4096)(v) and v % 32 == 0 for v in sides)
 
 @dataclass
-class DetectConfig(Config):
-    "The numeric settings of detection with their valid ranges (`_ranges`: words for the help, and a test); `check_args` checks each."
+class DetectOptions(Config):
+    """What detection does, each setting with its valid range (`_ranges`: words for the help, and a test). `detect_video`,
+    `iter_detections`, `DetectionStream` and `TubeLinker` take one as `options`, or its fields as keywords
+    (`Config.merged`)."""
     stride: int = 1                 # every stride-th frame is a key frame
     batch: int = 1                  # key frames (clips) per forward pass
     conf_thresh: float = 0.25       # score threshold
@@ -153,10 +155,10 @@ def _check_weights(weights):
     if not p.exists(): raise ConfigError(f'{p}: no such checkpoint file')
 
 def check_args(**kw) -> dict:
-    """Check arguments named as the parameters of `detect_video`, `iter_detections`, `Detector` and `TubeLinker`: numbers
-    against `DetectConfig._ranges`, `device` against this machine, `fast` (bool or a checked `InferenceOptions`), `source`
+    """Check arguments named as the parameters of `detect_video`, `iter_detections`, `Detector` and `TubeLinker` or the
+    fields of `DetectOptions`: numbers against `DetectOptions._ranges`, `device` against this machine, `fast` (bool or a checked `InferenceOptions`), `source`
     and `weights` against the file system. The first bad one raises a one-line `ConfigError`; returns `kw`."""
-    DetectConfig(**{k: v for k, v in kw.items() if k in DetectConfig.__dataclass_fields__}).check()
+    DetectOptions(**{k: v for k, v in kw.items() if k in DetectOptions.__dataclass_fields__}).check()
     if 'device' in kw: check_device(kw['device'])
     if 'fast' in kw:
         f = kw['fast']
@@ -255,14 +257,13 @@ class FrameDetections(NamedTuple):
 
 class DetectionStream:
     "Iterator of `FrameDetections` over a video file, frame folder, camera index or URL (see `iter_detections`)."
-    def __init__(self, source, detector: Detector, stride: int = 1, batch: int = 1, conf_thresh: float = 0.25,
-                 nms_iou: float | None = None, max_frames: int | None = None, with_frames: bool = False,
-                 progress: bool = False, max_det: int | None = None):
-        check_args(stride=stride, batch=batch, conf_thresh=conf_thresh, nms_iou=nms_iou, max_frames=max_frames, max_det=max_det)
+    def __init__(self, source, detector: Detector, options: DetectOptions | None = None, with_frames: bool = False,
+                 progress: bool = False, **kw):
+        o = self.options = DetectOptions.merged(options, **kw)      # stride, batch, conf_thresh, nms_iou, max_frames, max_det
         if not isinstance(detector, Detector): raise ConfigError(f'detector: must be a Detector (got {type(detector).__name__})')
-        self.source, self.detector, self.stride, self.batch = source, detector, int(stride), int(batch)
-        self.conf_thresh, self.nms_iou, self.max_frames, self.with_frames = conf_thresh, nms_iou, max_frames, with_frames
-        self.progress, self.live, self.max_det = progress, _is_live(source), max_det
+        self.source, self.detector, self.stride, self.batch = source, detector, int(o.stride), int(o.batch)
+        self.conf_thresh, self.nms_iou, self.max_frames, self.with_frames = o.conf_thresh, o.nms_iou, o.max_frames, with_frames
+        self.progress, self.live, self.max_det = progress, _is_live(source), o.max_det
         fam = detector.adapter
         self._reader_stride = fam.reader_stride(self.stride)
         self.ring_size = span = fam.ring_size(detector.T, detector.frame_step, self.stride, self.batch)
@@ -360,31 +361,29 @@ class DetectionStream:
             self.stats['seconds'] = time.perf_counter() - self._t0
             bar.close(); self.reader.close()
 
-def iter_detections(source, weights=None, *, model: nn.Module | None = None, detector: Detector | None = None,
-                    stride: int = 1, batch: int = 1, conf_thresh: float = 0.25, nms_iou: float | None = None,
-                    size=None, T: int | None = None, classes=None, device=None, fast: bool | InferenceOptions = True,
-                    max_frames: int | None = None, max_det: int | None = None, with_frames: bool = False,
-                    progress: bool = False) -> DetectionStream:
-    """Detections of each key frame of `source` (file, frame folder, camera index or URL) by a checkpoint `weights`, a `model`
-    or a `detector`. Every argument is checked first (`check_args`); a file or folder none of whose frames decodes raises
-    `VideoError` `'<source>: no frame could be decoded (...)'` when the stream ends."""
-    check_args(source=source, weights=weights, stride=stride, batch=batch, conf_thresh=conf_thresh, nms_iou=nms_iou, size=size,
-               T=T, device=device, fast=fast, max_frames=max_frames, max_det=max_det)
+def iter_detections(source, weights=None, options: DetectOptions | None = None, *, model: nn.Module | None = None,
+                    detector: Detector | None = None, classes=None, device=None, fast: bool | InferenceOptions = True,
+                    with_frames: bool = False, progress: bool = False, **kw) -> DetectionStream:
+    """Detections of each key frame of `source` (file, frame folder, camera index or URL) by a checkpoint `weights`, a
+    `model` or a `detector`, as `options` (or their fields as keywords: `stride`, `batch`, `conf_thresh`, `size`, `T` ...)
+    say. Everything is checked first (`check_args`); a file or folder none of whose frames decodes raises `VideoError`
+    `'<source>: no frame could be decoded (...)'` when the stream ends."""
+    o = DetectOptions.merged(options, **kw)
+    check_args(source=source, weights=weights, device=device, fast=fast)
     if detector is None:
-        opts = fast if isinstance(fast, InferenceOptions) else (InferenceOptions() if fast else InferenceOptions.plain())
-        if weights is not None: detector = Detector.from_checkpoint(weights, size, T, device, opts)
-        elif model is not None: detector = Detector(model, classes, size, T, device=device, options=opts)
+        fast = fast if isinstance(fast, InferenceOptions) else (InferenceOptions() if fast else InferenceOptions.plain())
+        if weights is not None: detector = Detector.from_checkpoint(weights, o.size, o.T, device, fast)
+        elif model is not None: detector = Detector(model, classes, o.size, o.T, device=device, options=fast)
         else: raise ConfigError('weights: must be a checkpoint file when neither model nor detector is given (got None)')
-    return DetectionStream(source, detector, stride, batch, conf_thresh, nms_iou, max_frames, with_frames, progress, max_det)
+    return DetectionStream(source, detector, o, with_frames, progress)
 
 # %% ../nbs/22_inference.ipynb #ef5bbca5
 class TubeLinker:
     "Online per-class tube linking: feed `FrameDetections` in frame order, collect finished tubes (dicts); arguments checked by `check_args`."
-    def __init__(self, classes, fps: float | None = None, max_gap: int = 2, max_tubes: int = 3, min_length: int = 3,
-                 stride: int = 1, max_length: int = 900, sink=None):
-        check_args(max_gap=max_gap, max_tubes=max_tubes, min_length=min_length, stride=stride, max_length=max_length)
-        self.classes, self.fps, self.max_gap, self.max_tubes = list(classes), fps, int(max_gap), int(max_tubes)
-        self.min_length, self.stride, self.max_length, self.sink = int(min_length), int(stride), int(max_length), sink
+    def __init__(self, classes, fps: float | None = None, options: DetectOptions | None = None, sink=None, **kw):
+        o = DetectOptions.merged(options, **kw)                   # max_gap, max_tubes, min_length, stride, max_length
+        self.classes, self.fps, self.max_gap, self.max_tubes = list(classes), fps, int(o.max_gap), int(o.max_tubes)
+        self.min_length, self.stride, self.max_length, self.sink = int(o.min_length), int(o.stride), int(o.max_length), sink
         self.open, self.tubes, self.counts = {}, [], {}
 
     def add(self, det: FrameDetections):
@@ -462,35 +461,34 @@ def _check_cvat(cvat, out: Path, overwrite: bool, inputs=()) -> Path | None:
     if c.exists() and not overwrite: raise ConfigError(f'cvat: {c} exists (--overwrite replaces it)')
     return None
 
-def detect_video(source, weights=None, out_dir=None, *, model: nn.Module | None = None, detector: Detector | None = None,
-                 stride: int = 1, batch: int = 1, conf_thresh: float = 0.25, nms_iou: float | None = None, size=None,
-                 T: int | None = None, classes=None, device=None, fast: bool | InferenceOptions = True,
-                 max_frames: int | None = None, max_det: int | None = None, video: bool = True, max_gap: int = 2, max_tubes: int = 3,
-                 min_length: int = 3, cvat=None, overwrite: bool = False, progress: bool = True, verbose: bool = True) -> dict:
-    """Detect on `source`; write `detections.csv`, `tubes.json`, `annotated.mp4`, `summary.json` into `out_dir` (and the
-    tubes as a CVAT for video 1.1 file at `cvat`); return the summary. Every argument is checked before anything is loaded or
-    written (`check_args`); `out_dir` appears only when complete (`output_folder`), and an existing one (or `cvat` file) is
-    replaced only with `overwrite` (and only if we wrote it). Ctrl-C on a file leaves everything as it was; on a camera or
-    stream it ends the recording and the outputs are written."""
-    check_args(source=source, weights=weights, stride=stride, batch=batch, conf_thresh=conf_thresh, nms_iou=nms_iou, size=size,
-               T=T, device=device, fast=fast, max_frames=max_frames, max_det=max_det, max_gap=max_gap, max_tubes=max_tubes,
-               min_length=min_length)
+def detect_video(source, weights=None, out_dir=None, options: DetectOptions | None = None, *, model: nn.Module | None = None,
+                 detector: Detector | None = None, classes=None, device=None, fast: bool | InferenceOptions = True,
+                 video: bool = True, cvat=None, overwrite: bool = False, progress: bool = True, verbose: bool = True,
+                 **kw) -> dict:
+    """Detect on `source` as `options` say (or their fields as keywords: `stride`, `conf_thresh`, `max_gap` ...); write
+    `detections.csv`, `tubes.json`, `annotated.mp4`, `summary.json` into `out_dir` (and the tubes as a CVAT for video 1.1
+    file at `cvat`); return the summary. Every argument is checked before anything is loaded or written (`check_args`);
+    `out_dir` appears only when complete (`output_folder`), and an existing one (or `cvat` file) is replaced only with
+    `overwrite` (and only if we wrote it). Ctrl-C on a file leaves everything as it was; on a camera or stream it ends the
+    recording and the outputs are written."""
+    o = DetectOptions.merged(options, **kw)
+    check_args(source=source, weights=weights, device=device, fast=fast)
+    stride = o.stride
     live = _is_live(source)
     name = f'camera{source}' if isinstance(source, int) else Path(str(source).rstrip('/')).stem or 'stream'
     out = Path(out_dir) if out_dir is not None else runs_dir()/'detect'/name
     inputs = ([] if live else [source]) + ([weights] if weights is not None else [])
     check_destination(out, overwrite, inputs)
     cvat_in = _check_cvat(cvat, out, overwrite, inputs)
-    stream = iter_detections(source, weights, model=model, detector=detector, stride=stride, batch=batch,
-                             conf_thresh=conf_thresh, nms_iou=nms_iou, size=size, T=T, classes=classes, device=device,
-                             fast=fast, max_frames=max_frames, max_det=max_det, with_frames=video, progress=progress)
+    stream = iter_detections(source, weights, o, model=model, detector=detector, classes=classes, device=device, fast=fast,
+                             with_frames=video, progress=progress)
     names, fps = stream.classes, stream.fps
     writer, interrupted = None, False
     # exits in reverse: the folder is renamed into place, the source released, then the CVAT file renamed into place
     with contextlib.ExitStack() as after, stream, output_folder(out, overwrite, inputs) as tmp:
         spool = tmp/'.tubes.jsonl.tmp'
         with open(spool, 'w') as fspool, atomic_write(tmp/'detections.csv', 'w') as fcsv:
-            linker = TubeLinker(names, fps, max_gap, max_tubes, min_length, stride, sink=lambda t: fspool.write(json.dumps(t) + '\n'))
+            linker = TubeLinker(names, fps, o, sink=lambda t: fspool.write(json.dumps(t) + '\n'))
             w = csv.writer(fcsv, lineterminator='\n'); w.writerow(CSV_HEADER)
             try:
                 try:
@@ -517,7 +515,7 @@ def detect_video(source, weights=None, out_dir=None, *, model: nn.Module | None 
         n_tubes = sum(linker.counts.values())
         if cvat is not None:
             xml = _cvat_xml(json.loads((tmp/'tubes.json').read_text()), stream.num_frames or st['decoded'],
-                            name if live else Path(str(source)).name, stride * (max_gap + 1))
+                            name if live else Path(str(source)).name, stride * (o.max_gap + 1))
             if cvat_in is not None:
                 (tmp/cvat_in).parent.mkdir(parents=True, exist_ok=True); (tmp/cvat_in).write_text(xml)
             else: after.enter_context(atomic_write(cvat)).write(xml)
