@@ -16,8 +16,8 @@ from ..core import is_int, is_real
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'AnnotationError', 'Problems', 'frames_to_ranges', 'mask_to_ranges', 'ranges_to_mask', 'Video',
-           'Tube', 'Dataset', 'read_classes', 'load_dataset', 'validate_dataset', 'class_counts', 'dataset_stats',
-           'plot_class_distribution', 'top_k_classes', 'subset_classes']
+           'Tube', 'Dataset', 'text_lines', 'read_classes', 'load_dataset', 'probe_media', 'validate_dataset',
+           'class_counts', 'dataset_stats', 'plot_class_distribution', 'top_k_classes', 'subset_classes']
 
 # %% ../../nbs/02_annotations.ipynb #b326be21
 class AnnotationError(ValueError):
@@ -203,7 +203,7 @@ Dataset.save = _save
 def _is_int(x): return is_int(x) and -2**63 < x < 2**63   # fits an int64
 _is_num = is_real
 
-def _lines(text: str) -> list:
+def text_lines(text: str) -> list:
     """Lines of `text` split at '\\n' only (a trailing '\\r' dropped): line numbers as editors, `grep -n` and `sed`
     count them."""
     return [l[:-1] if l.endswith('\r') else l for l in text.split('\n')]
@@ -220,7 +220,7 @@ def read_classes(path) -> list:
     except UnicodeDecodeError as e: p.add('', f'not UTF-8 text ({e.reason} at byte {e.start})'); p.check()
     except OSError as e: p.add('', f'cannot read ({e.strerror})'); p.check()
     names, seen = [], {}
-    for i, line in enumerate(_lines(text), 1):
+    for i, line in enumerate(text_lines(text), 1):
         n = line.strip()
         if not n: continue
         if (c := _bad_char(n)) is not None: p.add(i, f'class name {n!r} contains the control character {c!r}')
@@ -329,7 +329,7 @@ def load_dataset(root, validate: bool = True, check_files: bool = False) -> Data
     return ds
 
 # %% ../../nbs/02_annotations.ipynb #ff6a7190
-def _probe_media(path: Path, v: Video) -> str | None:
+def probe_media(path: Path, v: Video) -> str | None:
     """Why the video file or frame folder `path` cannot serve `v` (unopenable, first frame undecodable, too few
     images, another frame size), or None."""
     # data.video comes later in the chain
@@ -374,7 +374,7 @@ def validate_dataset(ds: Dataset, check_files: bool = False, file=None, paths=No
             if not (0 <= a <= b < v.num_frames):
                 p.add(f'{w}.annotated[{j}]', f'range [{a}, {b}] is not inside the video (0..{v.num_frames - 1})')
         if check_files and not ds.video_path(v).exists():p.add(f'{w}.file', f'video not found: {ds.video_path(v)}')
-        elif check_files and (why := _probe_media(ds.video_path(v), v)): p.add(f'{w}.file', why)
+        elif check_files and (why := probe_media(ds.video_path(v), v)): p.add(f'{w}.file', why)
     tids = {}
     for i, t in enumerate(ds.tubes):
         w = tp(i)

@@ -16,11 +16,11 @@ import numpy as np
 
 from ..core import atomic_write
 from ..boxes import box_iou
-from ..core import ConfigError, check_destination, output_folder
+from ..core import ConfigError, check_destination, is_real, output_folder
 from .video import IMAGE_EXTS, frame_files, read_frames
 from .annotations import (AnnotationError, Problems, Dataset, Video, Tube, load_dataset,
-                                                 validate_dataset, read_classes, frames_to_ranges, _lines, _is_num,
-                                                 _probe_media)
+                                                 validate_dataset, read_classes, frames_to_ranges, text_lines,
+                                                 probe_media)
 
 # %% auto #0
 __all__ = ['FORMATS', 'read_yowo', 'write_yowo', 'write_frame_map_gt', 'read_label_map', 'read_ava', 'write_ava', 'read_cvat',
@@ -96,7 +96,7 @@ def _number(x: float) -> str:
 def _parse_yowo_label(text: str, n: int, size: tuple, p: Problems, clip: bool = False) -> list:
     "`[(class_id 0-based, box)]` of one YOWO label file's text; problems go to `p` (whose file is the label file)."
     out = []
-    for i, line in enumerate(_lines(text), 1):
+    for i, line in enumerate(text_lines(text), 1):
         f = line.split()
         if not f: continue
         if len(f) != 5: p.add(i, f"expected 5 fields 'class x1 y1 x2 y2', got {len(f)}"); continue
@@ -186,7 +186,7 @@ def read_yowo(root, classes=None, fps: float = 30.0, link_iou: float = 0.3, clip
     for lst in ('trainlist.txt', 'testlist.txt', 'testlist_video.txt'):
         if not (root/lst).exists() or (text := _read_text(root/lst, p)) is None: continue
         q = Problems(root/lst)
-        for i, line in enumerate(_lines(text), 1):
+        for i, line in enumerate(text_lines(text), 1):
             if not line.strip(): continue
             if lst == 'testlist_video.txt':
                 e = tuple(line.strip().split('/'))
@@ -369,7 +369,7 @@ def read_ava(path, label_map=None, fps: float = 30.0, start_second: int = 0, vid
     cls_of = {a: k for k, a in enumerate(aids)}
     if (text := _read_text(path, p)) is None: p.check()
     rows, seen = defaultdict(list), {}
-    for i, line in enumerate(_lines(text), 1):
+    for i, line in enumerate(text_lines(text), 1):
         if not line.strip(): continue
         f = [s.strip() for s in line.split(',')]
         if len(f) != 8:
@@ -865,10 +865,10 @@ def _sizes(v) -> bool:
     )
 
 _OPTIONS = {  # every reader/writer option: (its valid values, in words; the test)
-    'fps': ('a frame rate > 0 and <= 1000', lambda v: _is_num(v) and 0 < v <= 1000),
+    'fps': ('a frame rate > 0 and <= 1000', lambda v: is_real(v) and 0 < v <= 1000),
     'classes': ('a non-empty list of class names', _names),
     'clip': ('true or false', lambda v: isinstance(v, bool)),
-    'link_iou': ('a number > 0 and <= 1', lambda v: _is_num(v) and 0 < v <= 1),
+    'link_iou': ('a number > 0 and <= 1', lambda v: is_real(v) and 0 < v <= 1),
     'media_dir': ('an existing folder', lambda v: _is_path(v) and Path(v).is_dir()),
     'frames_dir': ('an existing folder', lambda v: _is_path(v) and Path(v).is_dir()),
     'label_map': ('an existing .pbtxt file', lambda v: _is_path(v) and Path(v).is_file()),
@@ -919,7 +919,7 @@ def read_annotations(path, fmt: str = None, check_files: bool = False, **options
             if why := (
                 f'video not found: {ds.video_path(v)}'
                 if not ds.video_path(v).exists()
-                else _probe_media(ds.video_path(v), v)
+                else probe_media(ds.video_path(v), v)
             ):
                 # a CVAT task: its file:line
                 p.add('', f'video {v.id!r}: {why}', file=ds.meta.get('video_sources', {}).get(v.id))
