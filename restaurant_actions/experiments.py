@@ -21,7 +21,7 @@ from .metrics import metrics_to_json
 __all__ = ['PROFILES', 'PARAMETERS', 'Profile', 'get_profile', 'default_dataset', 'Experiment', 'check_parameters',
            'setup_experiment', 'experiment_notebooks', 'notebook_parameters', 'check_report', 'run_report']
 
-# %% ../nbs/23_experiments.ipynb #32ae0971
+# %% ../nbs/23_experiments.ipynb #1d207c9d
 @dataclass
 class Profile(Config):
     "What sets the cost of a run: data, input size, clip length, model widths and the training budget in steps."
@@ -54,44 +54,23 @@ class Profile(Config):
     amp: str = 'none'
     device: str = 'auto'
 
+# %% ../nbs/23_experiments.ipynb #bb869893
 PROFILES = {
     'smoke': Profile('smoke', 'seconds: the test suite runs every experiment with it',
                      SynthConfig(minutes=0.5, fps=10, size=(160, 128), segment_minutes=0.25, seed=0),
-                     input_size=[64, 64], T=4, seq_T=2, steps=3, pretrain_steps=3, yowo_steps=3, yowo_batch=4, batch_size=4, seq_batch=2, warmup=1,
-                     eval_stride=8, bootstrap=20, frame_model=dict(model='yolov3_tiny', width=0.125, loss='modern'),
+                     input_size=[64, 64], T=4, seq_T=2, steps=3, pretrain_steps=3, yowo_steps=3, yowo_batch=4, batch_size=4,
+                     seq_batch=2, warmup=1, eval_stride=8, bootstrap=20,
+                     frame_model=dict(model='yolov3_tiny', width=0.125, loss='modern'),
                      seq_model=dict(model='recurrent_yolov3_tiny', width=0.125, loss='modern'),
-                     yowo_model=dict(width_mult=0.25, backbone_2d='yolov3_tiny', width_2d=0.125, cfam_channels=32, loss='modern'),   # ResNeXt needs ≥ 0.25
+                     yowo_model=dict(width_mult=0.25, backbone_2d='yolov3_tiny', width_2d=0.125, cfam_channels=32, loss='modern'),
                      clip_rate=2),
     'quick': Profile('quick', 'the whole report on 2 CPU cores in about 20 minutes (10 training runs)',
-                     # hands twice the default size: boxes of ~18×27 px at 128² (0.6–0.8 of YOWO's stride-32 cell;
-                     # at the default they were 0.2–0.4 and YOWO could not localise them at IoU 0.5); 10 fps, so a
-                     # 4-frame clip spans 0.4 s of motion; a flatter class distribution (Zipf 0.8) gives the rarer
-                     # top-24 classes and look-alike pairs enough clips to score (20 minutes would halve the intervals, but
-                     # the same budget then did not learn the look-alikes' direction: YOWO's put-share 0.56 vs 0.52)
                      SynthConfig(minutes=10, fps=10, size=(320, 240), segment_minutes=1, seed=0, hand_scale=2.0, imbalance=0.8),
-                     T=4, steps=500, pretrain_steps=600, yowo_steps=300, yowo_batch=16,   # YOWO's 7×7×7 stem is 2/3 of its cost: 4-frame clips
-                     # YOWO learns the look-alikes' direction late: its class scores ranked "Put tongs back" against "Pick
-                     # up … tongs" at chance (held-out ROC AUC 0.48) after 600 pretraining + 300 fine-tuning steps, 0.82
-                     # after 600 + 1200, and 0.86 after 1500 + 300 (tongs pair best-class AP 70/70 against frame YOLO's
-                     # 59/26); the pretraining (2D branch fixed: ~0.27 s a step) carries it into the fine-tuning, as
-                     # UCF101-24's motion carries into the study's
-                     yowo_pretrain_steps=1500,
-                     clip_rate=3,     # ... of every third frame: 1 s, about the span of YOWO's 16 frames at 25 fps (d = 1: top-24 22.0 → 23.1)
-                     # the ported Recurrent YOLO at 1e-3 fell from the baseline's 19.5 to 4.7 top-24 mAP; at 2e-4 it kept 17.4
+                     T=4, steps=500, pretrain_steps=600, yowo_steps=300, yowo_batch=16, yowo_pretrain_steps=1500, clip_rate=3,
                      seq_lr=2e-4,
-                     # YOWO trains with the frame baseline's (modern) loss, so the tables compare architectures; its 2D
-                     # branch is the frame baseline's detector, started from its pretraining (a width-0.25 Darknet-19 from
-                     # scratch learned nothing in this budget: 0.0–0.4 % frame-mAP); its 3D branch sees the clip at half
-                     # size (a quarter of its cost: 0.99 → 0.39 GFLOPs per clip)
                      yowo_model=dict(width_mult=0.25, backbone_2d='yolov3_tiny', width_2d=0.5, cfam_channels=128, loss='modern',
                                      clip_scale=0.5),
-                     # ResNeXt-101 at width 0.25 has 1-channel groups (depthwise-like grouped 3D convolutions): one run
-                     # took 12 min on 2 cores against ~1 min for ResNet-50, so the CPU profile leaves it to `full`
-                     backbones=['resnet18', 'resnet50'],
-                     # no augmentation: the cameras are fixed (where the bins are is a cue) and items are told apart by
-                     # colour; with YOWO's jitter-crop, flip and colour jitter the ResNet-18 YOWO scored 23.6 top-24 instead
-                     # of 45.6 and the frame baseline 36.6 instead of 62.9 (colour jitter alone: YOWO 37.6)
-                     augment=False),
+                     backbones=['resnet18', 'resnet50'], augment=False),
     'full': Profile('full', "the study's scale (100 minutes of two views, 224², 16-frame clips, full widths), for a GPU",
                     SynthConfig(minutes=50, fps=30, size=(640, 480), segment_minutes=5, seed=0),
                     input_size=[224, 224], T=16, seq_T=8, seq_every=2, steps=20000, pretrain_steps=20000, yowo_steps=20000,
