@@ -53,6 +53,10 @@ class Family:
         W, H = size
         return (batch, 3, H, W)
 
+    def clip_input(self, clip: torch.Tensor) -> torch.Tensor:
+        "The input batch of one sample from the frames `[T,3,H,W]` that end at its key frame: here the key frame alone."
+        return clip[-1:]
+
     def forward(self, model: nn.Module, x: torch.Tensor, state=None, reset=None) -> tuple:
         "`(raw outputs, state)` of `model` on the input batch `x` (the state passes through a stateless family)."
         return model(x), state
@@ -116,6 +120,8 @@ class ClipFamily(Family):
 
     def spec_fields(self, T, frame_step): return dict(T=T, frame_step=frame_step)
 
+    def clip_input(self, clip): return clip.permute(1, 0, 2, 3)[None]
+
     def builder_kwargs(self, kw, T):
         kw.setdefault('T', T)
         return kw
@@ -158,6 +164,8 @@ class SequenceFamily(Family):
     def example_input(self, size, T=8, batch=1):
         W, H = size
         return (batch, T, 3, H, W)
+
+    def clip_input(self, clip): return clip[None]                       # its last output is the key frame's
 
     def forward(self, model, x, state=None, reset=None):
         return model(x, state) if reset is None else model(x, state, reset)
