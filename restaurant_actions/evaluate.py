@@ -22,7 +22,8 @@ __all__ = ['EvalOptions', 'check_evaluate', 'evaluate']
 # %% ../nbs/20a_evaluate.ipynb #010dbb5d
 @dataclass
 class EvalOptions(Config):
-    "How `evaluate` scores a model, each setting with its valid range; `evaluate` takes one as `options`, or its fields as keywords."
+    """How `evaluate` scores a model, each setting with its valid range; `evaluate` takes one as `options`, or its
+    fields as keywords."""
     every: int = 1                  # score one key frame in `every`
     batch_size: int = 8             # key frames (clips) per forward pass (a sequence model runs its own sub-sequences)
     conf_thresh: float = 0.005      # the decoding's score threshold (the official evaluators' low one)
@@ -43,13 +44,15 @@ def check_evaluate(part: str = 'test', options: EvalOptions | None = None, **kw)
     return EvalOptions.merged(options, **kw)
 
 def _check_scored(ds: Dataset, split: Split | None, part: str, frames: int, boxes: int, class_map) -> None:
-    "`ConfigError` when the part has no key frame, or no ground-truth box on its key frames: nothing that frame-mAP can score."
+    """`ConfigError` when the part has no key frame, or no ground-truth box on its key frames: nothing that frame-mAP
+    can score."""
     root = ds.root or 'the dataset'
     what, lead, hint = (f'{part!r} frames', 'part: ', '; choose another part') if split is not None else ('annotated frames', f'{root}: ', '')
     if not frames: raise ConfigError(f'{lead}no {what} to score in {root}{hint}')
     if not boxes:
         of = ' of the classes scored (class_map)' if class_map is not None else ''
-        raise ConfigError(f'{lead}none of the {frames} {what} scored in {root} holds a ground-truth box{of}, so frame-mAP is undefined{hint}')
+        raise ConfigError(f'{lead}none of the {frames} {what} scored in {root} holds a ground-truth box{of}, so '
+                          f'frame-mAP is undefined{hint}')
 
 def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, part: str = 'test',
              options: EvalOptions | None = None, *, class_map: dict | None = None, progress: bool = True, raw: bool = False,
@@ -65,7 +68,8 @@ def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, 
     data = fam.eval_dataset(ds, cache, split, part, T, frame_step, every=o.every, class_map=class_map)
     n = 10 ** len(str(max([v.num_frames for v in ds.videos], default=0)))
     gt_f, gt_c, gt_b = [], [], []
-    for vi, f in data.keys:           # the ground truth first: a part with nothing to score is refused before the model runs
+    # the ground truth first: a part with nothing to score is refused before the model runs
+    for vi, f in data.keys:
         b, c = data.labels(ds.videos[int(vi)].id, int(f))
         gt_f += [int(vi) * n + int(f)] * len(b); gt_c += c.tolist(); gt_b += b.tolist()
     _check_scored(ds, split, part, len(data.keys), len(gt_f), class_map)
@@ -89,7 +93,8 @@ def evaluate(model, ds: Dataset, cache: FrameCache, split: Split | None = None, 
                             [np.asarray(d['classes']) for d in D], frame_width=cache.size[0])
     out = dict(mAP=r['mAP'], AP={int(c): float(a) for c, a in r['AP'].items()}, n_gt={int(c): int(v) for c, v in r['n_gt'].items()},
                frames=len(data.keys), family=fam.name, **{k: float(v) for k, v in m.items() if isinstance(v, (int, float, np.floating))})
-    if raw:    # what the report's intervals, PR curves and confusion matrices are computed from (frame key = video·n + frame)
+    # what the report's intervals, PR curves and confusion matrices are computed from (frame key = video·n + frame)
+    if raw:
         out['raw'] = dict(gt=(np.array(gt_f, np.int64), np.array(gt_c, np.int64), np.array(gt_b, np.float32).reshape(-1, 4)),
                           det=(np.array(df, np.int64), np.array(dc, np.int64), np.array(ds_, np.float32), np.array(db, np.float32).reshape(-1, 4)),
                           annotated=np.array([int(vi) * n + int(f) for vi, f in data.keys], np.int64), n=n)

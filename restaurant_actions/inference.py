@@ -142,10 +142,12 @@ def _check_source(source):
     "A camera index >= 0, a URL, or an existing file or folder; else `ConfigError` (a missing path named first)."
     if _is_live(source) and not isinstance(source, bool):
         if isinstance(source, int) and source < 0:
-            raise ConfigError(f'source: must be a video file, a frame folder, a camera index >= 0 or a URL (got {source})')
+            raise ConfigError(f'source: must be a video file, a frame folder, a camera index >= 0 or a URL (got '
+                              f'{source})')
         return
     try: p = Path(source)
-    except TypeError: raise ConfigError(f'source: must be a video file, a frame folder, a camera index >= 0 or a URL (got {source!r})') from None
+    except TypeError: raise ConfigError(f'source: must be a video file, a frame folder, a camera index >= 0 or a URL '
+                                        f'(got {source!r})') from None
     if not p.exists(): raise ConfigError(f'{source}: no such file')
 
 def _check_weights(weights):
@@ -211,7 +213,8 @@ class Detector:
         check_args(weights=path, size=size, T=T, device=device)     # before the file is read
         path = Path(path)
         model, ck = load_checkpoint(path)      # a damaged or foreign file raises CheckpointError naming it (chapter 09)
-        spec = {**{k: ck[k] for k in ('classes', 'input_size', 'T', 'd', 'frame_step') if k in ck}, **ck['model_spec']}   # the spec wins
+        # the spec wins
+        spec = {**{k: ck[k] for k in ('classes', 'input_size', 'T', 'd', 'frame_step') if k in ck}, **ck['model_spec']}
         det = cls(model, spec.get('classes'), size or spec.get('input_size'), T or spec.get('T'),
                   spec.get('frame_step') or spec.get('d') or 1, device, options)
         det.checkpoint = {k: v for k, v in ck.items() if k != 'model'}
@@ -231,7 +234,8 @@ class Detector:
         return self.adapter.channels_last(x)
 
     def forward(self, x: torch.Tensor, state=None) -> tuple:
-        "`(raw outputs as float32, state)` for a batch `x` in the family's layout (frame `[B,3,H,W]`, sequence `[B,T,3,H,W]`, clip `[B,3,T,H,W]`)."
+        """`(raw outputs as float32, state)` for a batch `x` in the family's layout (frame `[B,3,H,W]`, sequence
+        `[B,T,3,H,W]`, clip `[B,3,T,H,W]`)."""
         x = self.layout(x.to(self.device))
         with self.context():
             out, state = self.adapter.forward(self._run, x, state)
@@ -259,8 +263,10 @@ class DetectionStream:
     "Iterator of `FrameDetections` over a video file, frame folder, camera index or URL (see `iter_detections`)."
     def __init__(self, source, detector: Detector, options: DetectOptions | None = None, with_frames: bool = False,
                  progress: bool = False, **kw):
-        o = self.options = DetectOptions.merged(options, **kw)      # stride, batch, conf_thresh, nms_iou, max_frames, max_det
-        if not isinstance(detector, Detector): raise ConfigError(f'detector: must be a Detector (got {type(detector).__name__})')
+        # stride, batch, conf_thresh, nms_iou, max_frames, max_det
+        o = self.options = DetectOptions.merged(options, **kw)
+        if not isinstance(detector, Detector): raise ConfigError(f'detector: must be a Detector (got '
+                                                                 f'{type(detector).__name__})')
         self.source, self.detector, self.stride, self.batch = source, detector, int(o.stride), int(o.batch)
         self.conf_thresh, self.nms_iou, self.max_frames, self.with_frames = o.conf_thresh, o.nms_iou, o.max_frames, with_frames
         self.progress, self.live, self.max_det = progress, _is_live(source), o.max_det
@@ -302,7 +308,8 @@ class DetectionStream:
         return f"{self.source}: no frame could be decoded{within} ({', e.g. '.join(why)})"
 
     def _slots(self, wanted: np.ndarray) -> np.ndarray:
-        "Ring slots holding frames `wanted` (any shape); a frame not held → the nearest earlier one held (else the earliest)."
+        """Ring slots holding frames `wanted` (any shape); a frame not held → the nearest earlier one held (else the
+        earliest)."""
         ids = self._ids
         held = np.flatnonzero(ids >= 0)
         order = held[np.argsort(ids[held])]
@@ -311,7 +318,8 @@ class DetectionStream:
         return order[np.clip(pos, 0, len(order) - 1)].reshape(wanted.shape)
 
     def _inputs(self, keys: list) -> torch.Tensor:
-        "The model input of key frames `keys` from the ring (the permuted `[N, H, W, 3]` ring is channels-last already)."
+        """The model input of key frames `keys` from the ring (the permuted `[N, H, W, 3]` ring is channels-last
+        already)."""
         det = self.detector
         return det.adapter.stream_input(self._ring, self._slots, keys, det.T, det.frame_step)
 
@@ -379,7 +387,8 @@ def iter_detections(source, weights=None, options: DetectOptions | None = None, 
 
 # %% ../nbs/22_inference.ipynb #ef5bbca5
 class TubeLinker:
-    "Online per-class tube linking: feed `FrameDetections` in frame order, collect finished tubes (dicts); arguments checked by `check_args`."
+    """Online per-class tube linking: feed `FrameDetections` in frame order, collect finished tubes (dicts); arguments
+    checked by `check_args`."""
     def __init__(self, classes, fps: float | None = None, options: DetectOptions | None = None, sink=None, **kw):
         o = DetectOptions.merged(options, **kw)                   # max_gap, max_tubes, min_length, stride, max_length
         self.classes, self.fps, self.max_gap, self.max_tubes = list(classes), fps, int(o.max_gap), int(o.max_tubes)
@@ -447,13 +456,15 @@ def _write_tubes(path, spool: Path, counts: dict, head: dict):
     spool.unlink(missing_ok=True)
 
 def _check_cvat(cvat, out: Path, overwrite: bool, inputs=()) -> Path | None:
-    "Refuse a `cvat` path that is a folder, an input, or (without `overwrite`) an existing file; its path inside `out` if it lies there."
+    """Refuse a `cvat` path that is a folder, an input, or (without `overwrite`) an existing file; its path inside `out`
+    if it lies there."""
     if cvat is None: return None
     c = Path(cvat)
     if c.is_dir(): raise ConfigError(f'cvat: {c} is a folder; give the path of the XML file to write')
     co, oo = c.resolve(), out.resolve()
     if co == oo: raise ConfigError(f'cvat: {c} is the output folder; give the path of the XML file to write')
-    if any(co == Path(i).resolve() for i in inputs): raise ConfigError(f'cvat: {c} is an input; give the path of the XML file to write')
+    if any(co == Path(i).resolve() for i in inputs): raise ConfigError(f'cvat: {c} is an input; give the path of the '
+                                                                       'XML file to write')
     if oo in co.parents:                                       # written with the folder (and replaced with it)
         if co.relative_to(oo).as_posix() in (*_OUTPUTS, MANIFEST):
             raise ConfigError(f'cvat: {c} is one of the files detect writes; give another name')

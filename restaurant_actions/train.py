@@ -62,13 +62,15 @@ class TrainConfig(Config):
     model_kwargs: dict = field(default_factory=dict)   # builder arguments (num_classes and anchors are filled in)
     input_size: list = field(default_factory=lambda: [128, 128])   # network input W, H (multiples of 32)
     T: int = 8                      # clip length (clip models) / sub-sequence length (sequence models)
-    frame_step: int = 1             # frames between the frames a model sees: a clip's (YOWO's sampling rate d), a sequence's (sparse frames)
+    # frames between the frames a model sees: a clip's (YOWO's sampling rate d), a sequence's (sparse frames)
+    frame_step: int = 1
     classes: list | None = None     # class names to train on (the others are dropped); None: all
     anchors: str = 'custom'         # 'custom': k-means on the training boxes; 'default': the builder's
     init: str | None = None         # checkpoint whose matching tensors initialise the model (e.g. pretraining)
     freeze: dict | None = None      # arguments of the model's own `freeze(...)`
     freeze_bn: bool = False         # every BatchNorm in evaluation mode (fixed statistics)
-    bn_momentum: float | None = 0.1 # BatchNorm running-statistics momentum (darknet's 0.01 lags short budgets); None: the model's
+    # BatchNorm running-statistics momentum (darknet's 0.01 lags short budgets); None: the model's
+    bn_momentum: float | None = 0.1
     steps: int = 300
     batch_size: int = 16
     accumulate: int = 1
@@ -83,7 +85,8 @@ class TrainConfig(Config):
     clip_grad: float = 10.0         # max gradient norm (0: no clipping)
     amp: str = 'none'               # 'none', 'auto', 'bf16' or 'fp16'
     ema: float = 0.0                # EMA decay of the weights (0: off)
-    augment: bool | dict = True     # False: none; a dict: `ClipAugment` fields (e.g. `dict(jitter=0, flip=0)`: colour only)
+    # False: none; a dict: `ClipAugment` fields (e.g. `dict(jitter=0, flip=0)`: colour only)
+    augment: bool | dict = True
     negatives: bool = True          # frame/clip models also learn from annotated frames without an action
     clip_pad: int = 30              # sequence models: hybrid-shuffling clips (chapter 06)
     clip_min: int = 60
@@ -153,7 +156,8 @@ class TrainConfig(Config):
             unknown = sorted(set(self.augment) - {f.name for f in fields(ClipAugment)})
             if unknown: raise ConfigError(f"augment: unknown ClipAugment field(s) {unknown} (known: {', '.join(f.name for f in fields(ClipAugment))})")
             for k, (what, ok) in AUGMENT_RANGES.items():
-                if k in self.augment and not ok(self.augment[k]): raise ConfigError(f'augment: {k} must be {what} (got {self.augment[k]!r})')
+                if k in self.augment and not ok(self.augment[k]): raise ConfigError(f'augment: {k} must be {what} (got '
+                                                                                    f'{self.augment[k]!r})')
         if self.batch_size % self.accumulate:
             raise ConfigError(f'batch_size: must be a multiple of accumulate={self.accumulate} (got {self.batch_size})')
         if self.clip_max < self.clip_min:
@@ -212,7 +216,8 @@ def set_rng_state(s: dict):
 
 # %% ../nbs/21_train.ipynb #4781d434
 class TrainData:
-    "The training data of one process: its dataset and, per epoch, its micro-batches (lists of dataset items), as the model's family draws them."
+    """The training data of one process: its dataset and, per epoch, its micro-batches (lists of dataset items), as the
+    model's family draws them."""
     def __init__(self, family: Family | str, ds: Dataset, cache: FrameCache, split: Split | None, cfg: TrainConfig,
                  class_map: dict | None, rank: int = 0, world: int = 1):
         self.family = get_family(family) if isinstance(family, str) else family
@@ -223,7 +228,8 @@ class TrainData:
                                             f'does not split over {world} processes')
         self.micro, self.local = micro, micro // world
         self.data, self.plan = self.family.train_dataset(ds, cache, split, cfg, augment=aug, class_map=class_map, seed=cfg.seed)
-        if len(self.batches(0)) == 0: raise ConfigError(f'batch_size: not one micro-batch of {micro} in the training data; lower batch_size')
+        if len(self.batches(0)) == 0: raise ConfigError(f'batch_size: not one micro-batch of {micro} in the training '
+                                                        'data; lower batch_size')
 
     def batches(self, epoch: int) -> list:
         "This process's micro-batches of `epoch`, in order (`Family.batches`)."
@@ -266,7 +272,8 @@ def _describe(batch) -> str:
     return ', '.join(f'{v}@{f}' for v, f in list(zip(batch['video'], fr))[:6]) + (' …' if len(fr) > 6 else '')
 
 # %% ../nbs/21_train.ipynb #ecb0021e
-RESUMED = ('step', 'epoch', 'pos', 'bad', 'skipped', 'history', 'evals', 'best')   # a checkpoint's progress, restored by `resume`
+# a checkpoint's progress, restored by `resume`
+RESUMED = ('step', 'epoch', 'pos', 'bad', 'skipped', 'history', 'evals', 'best')
 # the fields a resumed run may change: the budget (`steps`, not below the steps done) and how it runs, not what it learns
 RESUME_MAY_CHANGE = ('steps', 'eval_every', 'device', 'num_workers')
 
@@ -338,12 +345,14 @@ def _build(self: Trainer, names: list) -> nn.Module:
     if cfg.anchors == 'custom' and 'anchors' not in cfg.model_kwargs:
         from restaurant_actions.anchors import anchors_from_dataset
         probe = _build_model(cfg.model, kw)
-        k, stride, kind = fam.anchor_layout(probe)          # YOWO's anchors are in cells of its head, YOLOv3's in pixels
+        # YOWO's anchors are in cells of its head, YOLOv3's in pixels
+        k, stride, kind = fam.anchor_layout(probe)
         del probe
         try: r = anchors_from_dataset(self.ds, k=k, kind=kind, input_size=tuple(cfg.input_size),
                                       seed=cfg.seed, split=self.split, stride=stride)
         except ValueError as e:       # too few distinct training boxes for k-means (a tiny dataset)
-            raise ConfigError(f"anchors: 'custom' needs more training boxes ({e}); use anchors='default' (the builder's)") from None
+            raise ConfigError(f"anchors: 'custom' needs more training boxes ({e}); use anchors='default' (the "
+                              "builder's)") from None
         kw['anchors'] = np.asarray(r['anchors'], float).round(4).tolist()
     return _build_model(cfg.model, kw)
 
@@ -361,7 +370,8 @@ def _initialise(self: Trainer, names: list):
     if cfg.init:
         _, ck = _load_any(cfg.init)
         try: self.init_report = load_matching(model, ck)
-        except RuntimeError as e: raise CheckpointError(f'{cfg.init}: its tensors cannot initialise {cfg.model}: {str(e).splitlines()[0]}') from None
+        except RuntimeError as e: raise CheckpointError(f'{cfg.init}: its tensors cannot initialise {cfg.model}: '
+                                                        f'{str(e).splitlines()[0]}') from None
     if cfg.bn_momentum is not None:
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm): m.momentum = cfg.bn_momentum
@@ -449,7 +459,8 @@ def resume(self: Trainer, path=None) -> bool:
     if diff:
         raise ConfigError(f'{path}: this run was trained with another configuration; resume it with its own, or train into another '
                           'folder. Differing: ' + '; '.join(f'{k} {_short(theirs.get(k))} in the run, {_short(mine[k])} now' for k in diff))
-    if ck['step'] > self.cfg.steps: raise ConfigError(f"steps: {self.cfg.steps} is below the {ck['step']} steps this run has done")
+    if ck['step'] > self.cfg.steps: raise ConfigError(f"steps: {self.cfg.steps} is below the {ck['step']} steps this "
+                                                      "run has done")
     missing, unexpected, mismatched, lines = state_dict_problems(self.model.state_dict(), ck['model'])
     if lines: raise CheckpointError(f"{path}: its weights do not fit the model: " + '; '.join(lines), missing, unexpected, mismatched)
     self.model.load_state_dict(ck['model'])

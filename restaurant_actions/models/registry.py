@@ -34,7 +34,8 @@ SIZE_RANGE = size_range(32)     # every detector of the study: YOLOv3's and YOWO
 
 
 def check_size(size, name: str = 'size', stride: int = 32) -> tuple:
-    "`size` as a `(W, H)` tuple of ints; else `ConfigError` `'<name>: must be two multiples of 32 from 32 to 2048 (W, H) (got ...)'`."
+    """`size` as a `(W, H)` tuple of ints; else `ConfigError` `'<name>: must be two multiples of 32 from 32 to 2048 (W,
+    H) (got ...)'`."""
     try: ok = len(size) == 2 and all(_is_int(v) and stride <= v <= MAX_SIZE and v % stride == 0 for v in size)
     except TypeError: ok = False
     if not ok: raise ConfigError(f'{name}: must be {size_range(stride)} (got {size!r})')
@@ -77,14 +78,16 @@ def builder_params(name: str) -> dict:
     return dict(inspect.signature(_REGISTRY[check_names(name, 'name')[0]][0]).parameters)
 
 def model_stride(name: str) -> int:
-    "The multiple a model's input sizes must be: as registered, else 32 for a detector (a builder taking `num_classes`), else 1."
+    """The multiple a model's input sizes must be: as registered, else 32 for a detector (a builder taking
+    `num_classes`), else 1."""
     if name in _STRIDES: return _STRIDES[name]
     return 32 if 'num_classes' in inspect.signature(_REGISTRY[name][0]).parameters else 1
 
 def _known() -> str: return ', '.join(sorted(_REGISTRY)) or 'none'
 
 def check_names(names, name: str = 'names') -> list:
-    "`names` (one name or several) as a list without repeats; `ConfigError` `'<name>: unknown model(s) [...] (known: ...)'` for names not registered."
+    """`names` (one name or several) as a list without repeats; `ConfigError` `'<name>: unknown model(s) [...] (known:
+    ...)'` for names not registered."""
     _load_builders()
     names = [names] if isinstance(names, str) else list(dict.fromkeys(names))
     unknown = [n for n in names if n not in _REGISTRY]
@@ -92,7 +95,8 @@ def check_names(names, name: str = 'names') -> list:
     return names
 
 def list_models(family: str | None = None, only=None) -> list:
-    "Names of the registered builders (of one `family`), sorted; `only`: just these, in their order (unknown ones, or ones of another family, raise `ConfigError`)."
+    """Names of the registered builders (of one `family`), sorted; `only`: just these, in their order (unknown ones, or
+    ones of another family, raise `ConfigError`)."""
     _load_builders()
     if family is not None:
         from restaurant_actions.families import get_family
@@ -147,7 +151,8 @@ def model_info(model: nn.Module, input_shape: tuple, time_it: bool = False, repe
 
 # %% ../../nbs/09_models.ipynb #c8d5afd8
 def example_input(family: str, size: tuple = (416, 416), T: int = 8, batch: int = 1) -> tuple:
-    "Input shape a model of `family` takes (its adapter's, chapter 16): frame `[B,3,H,W]`, sequence `[B,T,3,H,W]`, clip `[B,3,T,H,W]`."
+    """Input shape a model of `family` takes (its adapter's, chapter 16): frame `[B,3,H,W]`, sequence `[B,T,3,H,W]`,
+    clip `[B,3,T,H,W]`."""
     from restaurant_actions.families import get_family
     return get_family(family).example_input(tuple(size), T, batch)
 
@@ -157,7 +162,8 @@ def model_table(names=None, size: tuple = (416, 416), T: int | None = None, time
     multiples of each model's `model_stride` (32 for the detectors) up to 2048, `T` and `num_classes` integers >= 1."""
     from restaurant_actions.families import get_family
     names = list_models() if names is None else check_names(names, 'names')
-    size = check_size(size, stride=math.lcm(*(model_stride(n) for n in names)) if names else 1)   # before any model is built
+    # before any model is built
+    size = check_size(size, stride=math.lcm(*(model_stride(n) for n in names)) if names else 1)
     if T is not None: check_count(T, 'T')
     if kwargs.get('num_classes') is not None: check_count(kwargs['num_classes'], 'num_classes')
     rows = []
@@ -179,7 +185,8 @@ def save_checkpoint(path, model: nn.Module, **extra) -> Path:
     return Path(path)
 
 class CheckpointError(ConfigError):
-    "A checkpoint that cannot be used: unreadable, unsafe, not ours, or weights that do not fit the model; the message names the file."
+    """A checkpoint that cannot be used: unreadable, unsafe, not ours, or weights that do not fit the model; the message
+    names the file."""
     def __init__(self, msg: str, missing=(), unexpected=(), mismatched=()):
         super().__init__(msg)
         self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
@@ -187,7 +194,8 @@ class CheckpointError(ConfigError):
 def _shape(v): return list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
 
 def state_dict_problems(expected: dict, got: dict, limit: int = 3) -> tuple:
-    "`(missing, unexpected, mismatched [(key, got shape, expected shape)], summary lines)` of state dict `got` against `expected`."
+    """`(missing, unexpected, mismatched [(key, got shape, expected shape)], summary lines)` of state dict `got` against
+    `expected`."""
     missing = [k for k in expected if k not in got]
     unexpected = [k for k in got if k not in expected]
     mismatched = [(k, _shape(got[k]), _shape(v)) for k, v in expected.items()
@@ -208,20 +216,24 @@ def read_checkpoint(path, map_location):
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except (FileNotFoundError, IsADirectoryError, PermissionError): raise
     except pickle.UnpicklingError as e:
-        if m := re.search(r'unsupported (?:global: )?GLOBAL (\S+)', str(e), re.I):   # torch's weights-only unpickler refused a class/function
+        # torch's weights-only unpickler refused a class/function
+        if m := re.search(r'unsupported (?:global: )?GLOBAL (\S+)', str(e), re.I):
             raise CheckpointError(f'{path}: refused: the file holds Python objects other than tensors and primitives ({m.group(1)}), '
                                   'and loading them could run code (read with weights_only=True); re-save the state dict alone') from None
         raise CheckpointError(f'{path}: not a PyTorch checkpoint (the pickle stream cannot be read)') from None
-    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, AttributeError, TypeError) as e:   # torch's zip/pickle readers
+    # torch's zip/pickle readers
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, AttributeError, TypeError) as e:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f'{path}: not a readable PyTorch checkpoint (damaged, truncated or another format: {why})') from None
 
 def load_checkpoint(path, map_location='cpu', model: nn.Module | None = None) -> tuple:
-    "`(model, checkpoint dict)`: the model rebuilt from the file's spec (or the given `model`), with its weights; `CheckpointError` if they do not fit."
+    """`(model, checkpoint dict)`: the model rebuilt from the file's spec (or the given `model`), with its weights;
+    `CheckpointError` if they do not fit."""
     ck = read_checkpoint(path, map_location)
     spec = ck.get('model_spec') if isinstance(ck, dict) else None
     if not (isinstance(spec, dict) and 'name' in spec and isinstance(ck.get('model'), dict)):
-        raise CheckpointError(f"{path}: not a restaurant_actions checkpoint (needs 'model_spec' and 'model'; official YOWO files load with load_yowo_checkpoint)")
+        raise CheckpointError(f"{path}: not a restaurant_actions checkpoint (needs 'model_spec' and 'model'; official "
+                              "YOWO files load with load_yowo_checkpoint)")
     if model is None:
         try: model = build_model(spec['name'], **(spec.get('kwargs') or {}))
         except (KeyError, TypeError, ValueError) as e:
