@@ -21,7 +21,7 @@ from .core import MANIFEST, Config, ConfigError, atomic_write, check_destination
 from .core import int_in as _int_in, num_in as _num_in
 from .core import DEVICES, check_device
 from .core import output_folder, runs_dir, save_json
-from .data.video import StreamReader, VideoError, VideoWriter, _is_live
+from .data.video import StreamReader, VideoError, VideoWriter, is_live
 from .families import get_family
 from .metrics import link_tubes
 
@@ -140,7 +140,7 @@ class DetectOptions(Config):
 
 def _check_source(source):
     "A camera index >= 0, a URL, or an existing file or folder; else `ConfigError` (a missing path named first)."
-    if _is_live(source) and not isinstance(source, bool):
+    if is_live(source) and not isinstance(source, bool):
         if isinstance(source, int) and source < 0:
             raise ConfigError(f'source: must be a video file, a frame folder, a camera index >= 0 or a URL (got '
                               f'{source})')
@@ -269,7 +269,7 @@ class DetectionStream:
                                                                  f'{type(detector).__name__})')
         self.source, self.detector, self.stride, self.batch = source, detector, int(o.stride), int(o.batch)
         self.conf_thresh, self.nms_iou, self.max_frames, self.with_frames = o.conf_thresh, o.nms_iou, o.max_frames, with_frames
-        self.progress, self.live, self.max_det = progress, _is_live(source), o.max_det
+        self.progress, self.live, self.max_det = progress, is_live(source), o.max_det
         fam = detector.adapter
         self._reader_stride = fam.reader_stride(self.stride)
         self.ring_size = span = fam.ring_size(detector.T, detector.frame_step, self.stride, self.batch)
@@ -485,7 +485,7 @@ def detect_video(source, weights=None, out_dir=None, options: DetectOptions | No
     o = DetectOptions.merged(options, **kw)
     check_args(source=source, weights=weights, device=device, fast=fast)
     stride = o.stride
-    live = _is_live(source)
+    live = is_live(source)
     name = f'camera{source}' if isinstance(source, int) else Path(str(source).rstrip('/')).stem or 'stream'
     out = Path(out_dir) if out_dir is not None else runs_dir()/'detect'/name
     inputs = ([] if live else [source]) + ([weights] if weights is not None else [])

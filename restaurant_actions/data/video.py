@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 from ..core import get_logger, save_json, umask
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'VideoError', 'frame_files', 'video_info', 'VideoWriter', 'DecodeReport', 'VideoDecoder', 'decode_video',
-           'read_frames', 'read_frame', 'sample_frames_figure', 'FrameCache', 'StreamReader']
+__all__ = ['IMAGE_EXTS', 'VideoError', 'frame_files', 'is_live', 'video_info', 'VideoWriter', 'DecodeReport', 'VideoDecoder',
+           'decode_video', 'read_frames', 'read_frame', 'sample_frames_figure', 'FrameCache', 'StreamReader']
 
 # %% ../../nbs/05_video.ipynb #6c815d24
 os.environ.setdefault('OPENCV_FFMPEG_LOGLEVEL', '-8')          # AV_LOG_QUIET
@@ -37,11 +37,12 @@ def frame_files(folder) -> list:
             out.append((int(m.group(1)), p.name, p))
     return [p for *_, p in sorted(out)]
 
-# %% ../../nbs/05_video.ipynb #71650c79
-def _is_live(src) -> bool:
+# %% ../../nbs/05_video.ipynb #32a23c45
+def is_live(src) -> bool:
     "Camera index or URL: a source without a fixed length, opened by OpenCV directly."
     return isinstance(src, int) or (isinstance(src, str) and '://' in src)
 
+# %% ../../nbs/05_video.ipynb #71650c79
 def _mp4_boxes(path, limit: int = 64) -> list:
     "Top-level ISO-BMFF boxes `(type, size, complete)` of an MP4/MOV file (a cheap walk of the headers only)."
     out, n = [], os.path.getsize(path)
@@ -75,7 +76,7 @@ def _open_error(path) -> str:
 def _open_capture(src, timeout_ms: int = 10000):
     "An opened `cv2.VideoCapture` for a file, camera index or URL; `VideoError` otherwise."
     if isinstance(src, int): cap = cv2.VideoCapture(src)
-    elif _is_live(src):
+    elif is_live(src):
         cap = cv2.VideoCapture(src, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
                                                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
     else:
@@ -84,7 +85,7 @@ def _open_capture(src, timeout_ms: int = 10000):
         cap = cv2.VideoCapture(str(src))
     if not cap.isOpened():
         cap.release()
-        raise VideoError(_open_error(src) if not _is_live(src) else f'{src}: cannot open the camera or stream')
+        raise VideoError(_open_error(src) if not is_live(src) else f'{src}: cannot open the camera or stream')
     return cap
 
 def _frame_count(cap) -> int | None:
@@ -218,7 +219,7 @@ class VideoDecoder:
     def __init__(self, source, size=None, start: int = 0, stop: int | None = None, stride: int = 1, rgb: bool = True,
                  expected: int | None = None, max_failures: int = 32, timeout_ms: int = 10000):
         if stride < 1 or start < 0: raise ValueError(f'stride must be >= 1 and start >= 0, got {stride}, {start}')
-        self.source, self.live = source, _is_live(source)
+        self.source, self.live = source, is_live(source)
         self.start, self.stop, self.stride, self.rgb, self.max_failures = (
             int(start),
             stop,
