@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['MANIFEST', 'DEVICES', 'ConfigError', 'Config', 'umask', 'atomic_write', 'save_json', 'is_int', 'is_real', 'int_in',
-           'num_in', 'check_param', 'foreign_files', 'check_destination', 'output_folder', 'seed_everything',
-           'get_device', 'check_device', 'project_root', 'runs_dir', 'data_dir', 'get_logger']
+__all__ = ['MANIFEST', 'KERNEL_ENV', 'DEVICES', 'ConfigError', 'Config', 'umask', 'atomic_write', 'save_json', 'is_int',
+           'is_real', 'int_in', 'num_in', 'check_param', 'foreign_files', 'check_destination', 'output_folder',
+           'seed_everything', 'cpu_flags', 'pin_cpu_kernels', 'numerics', 'get_device', 'check_device', 'project_root',
+           'runs_dir', 'data_dir', 'get_logger']
 
 # %% ../nbs/00_core.ipynb #0cdcd7ad
 class ConfigError(ValueError):
@@ -263,6 +264,38 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     return seed
+
+# %% ../nbs/00_core.ipynb #ef411bc2
+KERNEL_ENV = dict(ATEN_CPU_CAPABILITY='avx2', ONEDNN_MAX_CPU_ISA='AVX2')   # the CPU kernels a report runs with
+
+def cpu_flags() -> set:
+    "The CPU's feature flags (`/proc/cpuinfo`; empty where that file is missing)."
+    try: text = Path('/proc/cpuinfo').read_text()
+    except OSError: return set()
+    line = next((l for l in text.splitlines() if l.startswith(('flags', 'Features'))), '')
+    return set(line.split(':', 1)[-1].split())
+
+def pin_cpu_kernels(env=None) -> dict:
+    """Set `KERNEL_ENV` in `env` (default `os.environ`) where the CPU has AVX2 and the variable is not set already; the
+    variables set. Processes started afterwards (a report's notebook kernels) use the same CPU kernels on any such CPU."""
+    env = os.environ if env is None else env
+    if 'avx2' not in cpu_flags(): return {}
+    new = {k: v for k, v in KERNEL_ENV.items() if k not in env}
+    env.update(new)
+    return new
+
+def numerics() -> dict:
+    "What a run's floating-point results depend on besides its seed: versions, threads, CPU kernels, the processor."
+    import platform
+    flags = cpu_flags()
+    try: model = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines()
+                       if l.startswith('model name')), platform.processor())
+    except OSError: model = platform.processor()
+    return dict(torch=torch.__version__, numpy=np.__version__, threads=torch.get_num_threads(),
+                cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu=model, machine=platform.machine(),
+                cpu_flags=sorted(f for f in flags if f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_tile', 'fma')),
+                **{k: os.environ.get(k) for k in KERNEL_ENV},
+                cuda=torch.version.cuda if torch.cuda.is_available() else None)
 
 # %% ../nbs/00_core.ipynb #c7713667
 def get_device(device: str | torch.device | None = None) -> torch.device:
