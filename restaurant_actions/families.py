@@ -133,10 +133,10 @@ class ClipFamily(Family):
         return (batch, 3, T, H, W)
 
     def train_dataset(self, ds, cache, split, cfg, **kw):
-        return ClipDataset(ds, cache, split, 'train', T=cfg.T, d=cfg.frame_step, negatives=cfg.negatives, **kw), None
+        return ClipDataset(ds, cache, split, 'train', T=cfg.T, frame_step=cfg.frame_step, negatives=cfg.negatives, **kw), None
 
     def eval_dataset(self, ds, cache, split, part, T, frame_step, **kw):
-        return ClipDataset(ds, cache, split, part, T=T, d=frame_step, **kw)
+        return ClipDataset(ds, cache, split, part, T=T, frame_step=frame_step, **kw)
 
     def reader_stride(self, stride): return 1                          # a clip needs the frames between key frames
 
@@ -184,7 +184,7 @@ class SequenceFamily(Family):
         streams = []
         for r in range(micro):                                    # every stream of every process: equal lengths
             s = ClipDistributedSampler(plan, num_replicas=micro, rank=r, seed=cfg.seed, seq_len=cfg.T,
-                                       every=cfg.frame_step, drop_last=True, even=False)
+                                       frame_step=cfg.frame_step, drop_last=True, even=False)
             s.set_epoch(epoch); streams.append(list(s))
         n = max(map(len, streams))
         streams = [(st * (-(-n // len(st))))[:n] if st else [] for st in streams[rank * local:(rank + 1) * local]]

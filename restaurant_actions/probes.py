@@ -24,7 +24,7 @@ def _pair_features(data: tuple, part: str, ids: tuple, T: int, d: int, model=Non
                    batch: int = 32) -> tuple:
     "`({feature: [N, D]}, y [N])` for the true boxes of classes `ids` on the key frames of `part` (y = 1 for `ids[1]`)."
     ds, cache, split = data
-    cd = ClipDataset(ds, cache, split, part, T=T, d=d, negatives=False)
+    cd = ClipDataset(ds, cache, split, part, T=T, frame_step=d, negatives=False)
     keep = [i for i, (vi, f) in enumerate(cd.keys) if np.isin(cd.labels(ds.videos[int(vi)].id, int(f))[1], ids).any()]
     feats, ys = {k: [] for k in PROBE_FEATURES}, []
     dev = next(model.parameters()).device if model is not None else 'cpu'

@@ -163,7 +163,7 @@ def test_training_datasets_read_every_item(media, cache, kind):
     fc, out = cache
     ok = Dataset(media.classes, [media.video(k) for k in out['built']], [t for t in media.tubes if t.video in out['built']],
                  root=media.root)
-    d = FrameDataset(ok, fc) if kind == 'frame' else ClipDataset(ok, fc, T=4, d=2)
+    d = FrameDataset(ok, fc) if kind == 'frame' else ClipDataset(ok, fc, T=4, frame_step=2)
     assert len(d) == N * len(out['built'])
     with time_limit(60):
         for i in range(len(d)):

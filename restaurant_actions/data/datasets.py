@@ -23,12 +23,13 @@ __all__ = ['clip_indices', 'color_matrix', 'to_tensor', 'ClipAugment', 'FrameDat
            'collate_detections']
 
 # %% ../../nbs/07_datasets.ipynb #728af8a9
-def clip_indices(key, T: int, d: int = 1, num_frames: int | None = None) -> np.ndarray:
-    """Frame indices of the clip of `T` frames at rate `d` ending at `key` (array of keys → one row each), clamped to
-    the video."""
-    if T < 1 or d < 1: raise ValueError(f'need T >= 1 and d >= 1, got T={T}, d={d}')
+def clip_indices(key, T: int, frame_step: int = 1, num_frames: int | None = None) -> np.ndarray:
+    """Frame indices of the clip of `T` frames `frame_step` apart ending at `key` (array of keys → one row each),
+    clamped to the video."""
+    if T < 1 or frame_step < 1:
+        raise ValueError(f'need T >= 1 and frame_step >= 1, got T={T}, frame_step={frame_step}')
     key = np.asarray(key, dtype=np.int64)
-    idx = key[..., None] - d * np.arange(T - 1, -1, -1, dtype=np.int64)
+    idx = key[..., None] - frame_step * np.arange(T - 1, -1, -1, dtype=np.int64)
     hi = None if num_frames is None else num_frames - 1
     return np.clip(idx, 0, hi)
 
@@ -171,14 +172,14 @@ class FrameDataset(_FramesBase):
         return dict(image=x[0], boxes=torch.from_numpy(b), classes=torch.from_numpy(c), video=vid, frame=f)
 
 class ClipDataset(_FramesBase):
-    "Clips of `T` frames at rate `d` ending at the key frame (YOWO): `{'clip' [3,T,H,W], 'boxes', 'classes', ...}`."
-    def __init__(self, *args, T: int = 16, d: int = 1, **kw):
-        super().__init__(*args, **kw); self.T, self.d = T, d
+    "Clips of `T` frames `frame_step` apart, the key frame last (YOWO): `{'clip' [3,T,H,W], 'boxes', 'classes', ...}`."
+    def __init__(self, *args, T: int = 16, frame_step: int = 1, **kw):
+        super().__init__(*args, **kw); self.T, self.frame_step = T, frame_step
 
     def __getitem__(self, i):
         vi, f = (int(x) for x in self.keys[i]); v = self.ds.videos[vi]
         b, c = self.labels(v.id, f)
-        x = self._pixels(v.id, clip_indices(f, self.T, self.d, v.num_frames))
+        x = self._pixels(v.id, clip_indices(f, self.T, self.frame_step, v.num_frames))
         x, b, c = self._apply(x, b, c, self._params(vi, f))
         return dict(
             clip=x.permute(1, 0, 2, 3), boxes=torch.from_numpy(b), classes=torch.from_numpy(c), video=v.id, frame=f

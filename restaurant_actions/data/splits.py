@@ -44,7 +44,7 @@ class Clip:
     end: int
     @property
     def length(self) -> int: return self.end - self.start
-    def frames(self, every: int = 1) -> np.ndarray: return np.arange(self.start, self.end, every)
+    def frames(self, frame_step: int = 1) -> np.ndarray: return np.arange(self.start, self.end, frame_step)
 
 # %% ../../nbs/06_splits.ipynb #d3f07b9b
 PARTS = ('train', 'test', 'annotated')
@@ -204,26 +204,26 @@ class SeqItem(NamedTuple):
     # first frame of the clip it was cut from (identifies the clip, e.g. to draw one augmentation per clip)
     clip_start: int = 0
 
-def clip_sequences(clip: Clip, seq_len: int, every: int = 1, drop_last: bool = False):
-    "The `SeqItem`s of `clip`: its frames (one in `every`) in order, `seq_len` at a time."
-    f = clip.frames(every)
+def clip_sequences(clip: Clip, seq_len: int, frame_step: int = 1, drop_last: bool = False):
+    "The `SeqItem`s of `clip`: its frames (one in `frame_step`) in order, `seq_len` at a time."
+    f = clip.frames(frame_step)
     for i in range(0, len(f), seq_len):
         if drop_last and len(f) - i < seq_len: break
         yield SeqItem(clip.video, f[i:i + seq_len], i == 0, clip.start)
 
-def _num_sequences(clip: Clip, seq_len: int, every: int, drop_last: bool) -> int:
-    n = len(range(clip.start, clip.end, every))
+def _num_sequences(clip: Clip, seq_len: int, frame_step: int, drop_last: bool) -> int:
+    n = len(range(clip.start, clip.end, frame_step))
     return n // seq_len if drop_last else -(-n // seq_len)
 
 # %% ../../nbs/06_splits.ipynb #cd90554d
 class HybridShuffleSampler(Sampler):
     "Shuffled clips, frames in order: yields `SeqItem(video, frames, reset)`, seeded per epoch."
-    def __init__(self, clips: list, seq_len: int = 16, every: int = 1, shuffle: bool = True, seed: int = 0,
+    def __init__(self, clips: list, seq_len: int = 16, frame_step: int = 1, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False):
-        self.clips, self.seq_len, self.every, self.shuffle, self.seed, self.drop_last = (
+        self.clips, self.seq_len, self.frame_step, self.shuffle, self.seed, self.drop_last = (
             list(clips),
             seq_len,
-            every,
+            frame_step,
             shuffle,
             seed,
             drop_last,
@@ -238,9 +238,11 @@ class HybridShuffleSampler(Sampler):
         return np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
 
     def __iter__(self):
-        for i in self.order(): yield from clip_sequences(self.clips[i], self.seq_len, self.every, self.drop_last)
+        for i in self.order():
+            yield from clip_sequences(self.clips[i], self.seq_len, self.frame_step, self.drop_last)
 
-    def __len__(self): return sum(_num_sequences(c, self.seq_len, self.every, self.drop_last) for c in self.clips)
+    def __len__(self):
+        return sum(_num_sequences(c, self.seq_len, self.frame_step, self.drop_last) for c in self.clips)
 
 # %% ../../nbs/06_splits.ipynb #490fa348
 class ClipDistributedSampler(Sampler):
@@ -253,7 +255,7 @@ class ClipDistributedSampler(Sampler):
         seed: int = 0,
         shuffle: bool = True,
         seq_len: int | None = None,
-        every: int = 1,
+        frame_step: int = 1,
         drop_last: bool = False,
         even: bool = True,
     ):
@@ -262,7 +264,7 @@ class ClipDistributedSampler(Sampler):
         self.rank = rank if rank is not None else (dist.get_rank() if on else 0)
         if not 0 <= self.rank < self.num_replicas: raise ValueError(f'rank {self.rank} not in [0, {self.num_replicas})')
         self.clips, self.seed, self.shuffle, self.epoch = list(clips), seed, shuffle, 0
-        self.seq_len, self.every, self.drop_last, self.even = seq_len, every, drop_last, even
+        self.seq_len, self.frame_step, self.drop_last, self.even = seq_len, frame_step, drop_last, even
 
     def set_epoch(self, epoch: int): self.epoch = int(epoch)
 
@@ -282,15 +284,15 @@ class ClipDistributedSampler(Sampler):
         return [sum(self.clips[i].length for i in a) for a in self.assignment()]
 
     def _counts(self, a) -> list:
-        return [sum(_num_sequences(self.clips[i], self.seq_len, self.every, self.drop_last) for i in r) for r in a]
+        return [sum(_num_sequences(self.clips[i], self.seq_len, self.frame_step, self.drop_last) for i in r)
+                for r in a]
 
     def __iter__(self):
         a = self.assignment()
         if self.seq_len is None: yield from a[self.rank]; return
         limit = min(self._counts(a)) if self.even else None
-        items = (
-            x for i in a[self.rank] for x in clip_sequences(self.clips[i], self.seq_len, self.every, self.drop_last)
-        )
+        items = (x for i in a[self.rank]
+                 for x in clip_sequences(self.clips[i], self.seq_len, self.frame_step, self.drop_last))
         for k, x in enumerate(items):
             if limit is not None and k >= limit: break
             yield x
