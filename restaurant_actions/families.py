@@ -68,8 +68,8 @@ class Family:
         return FrameDataset(ds, cache, split, 'train', negatives=cfg.negatives, **kw), None
 
     def batches(self, data, plan, epoch: int, cfg, micro: int, rank: int = 0, local: int | None = None) -> list:
-        """Process `rank`'s micro-batches (lists of dataset items) of `epoch`: a seeded permutation of the items cut into
-        global micro-batches of `micro`, of which each process takes its `local` share."""
+        """Process `rank`'s micro-batches (lists of dataset items) of `epoch`: a seeded permutation of the items cut
+        into global micro-batches of `micro`, of which each process takes its `local` share."""
         local = micro if local is None else local
         perm = np.random.default_rng([cfg.seed, epoch]).permutation(len(data))
         lo = rank * local
@@ -80,10 +80,12 @@ class Family:
         "The key frames of `part` as the family's samples (`kw`: `every`, `class_map`)."
         return FrameDataset(ds, cache, split, part, **kw)
 
-    def detections(self, model: nn.Module, data, batch_size: int, T: int, frame_step: int, progress: bool = False, **decode):
+    def detections(self, model: nn.Module, data, batch_size: int, T: int, frame_step: int, progress: bool = False,
+                   **decode):
         "Yield `(video index, frame, detections)` for every key frame of `data`, batch by batch."
         index = {v.id: i for i, v in enumerate(data.ds.videos)}
-        for b in tqdm(DataLoader(data, batch_size, collate_fn=collate_detections), desc='evaluate', disable=not progress):
+        for b in tqdm(DataLoader(data, batch_size, collate_fn=collate_detections), desc='evaluate',
+                      disable=not progress):
             raw, _ = self.forward(model, b[self.key].to(model_device(model)))
             for v, f, d in zip(b['video'], b['frame'], model.decode(raw, **decode)): yield index[v], int(f), d
 
@@ -101,8 +103,8 @@ class Family:
         return True
 
     def stream_input(self, ring: torch.Tensor, slots, keys: list, T: int, frame_step: int) -> torch.Tensor:
-        """The input batch of key frames `keys` from the stream's ring `[N,H,W,3]`; `slots(frames)` gives the ring slots of
-        frame numbers (any shape)."""
+        """The input batch of key frames `keys` from the stream's ring `[N,H,W,3]`; `slots(frames)` gives the ring
+        slots of frame numbers (any shape)."""
         s = torch.from_numpy(slots(np.asarray(keys)))
         return ring[s.to(ring.device)].permute(0, 3, 1, 2)                                 # [B, 3, H, W]
 
@@ -133,7 +135,8 @@ class ClipFamily(Family):
         return (batch, 3, T, H, W)
 
     def train_dataset(self, ds, cache, split, cfg, **kw):
-        return ClipDataset(ds, cache, split, 'train', T=cfg.T, frame_step=cfg.frame_step, negatives=cfg.negatives, **kw), None
+        return ClipDataset(ds, cache, split, 'train', T=cfg.T, frame_step=cfg.frame_step, negatives=cfg.negatives,
+                           **kw), None
 
     def eval_dataset(self, ds, cache, split, part, T, frame_step, **kw):
         return ClipDataset(ds, cache, split, part, T=T, frame_step=frame_step, **kw)
@@ -177,9 +180,9 @@ class SequenceFamily(Family):
         return SequenceDataset(ds, cache, split, 'train', **kw), clips
 
     def batches(self, data, plan, epoch, cfg, micro, rank=0, local=None):
-        """`micro` streams of sub-sequences (one per sample of a global micro-batch, each through its own clips); process
-        `rank` takes `local` of them. A shorter stream starts its clips again (a clip start resets the state) instead of
-        the longer ones being cut."""
+        """`micro` streams of sub-sequences (one per sample of a global micro-batch, each through its own clips);
+        process `rank` takes `local` of them. A shorter stream starts its clips again (a clip start resets the state)
+        instead of the longer ones being cut."""
         local = micro if local is None else local
         streams = []
         for r in range(micro):                                    # every stream of every process: equal lengths
@@ -193,7 +196,8 @@ class SequenceFamily(Family):
 
     def detections(self, model, data, batch_size, T, frame_step, progress=False, **decode):
         """Every frame of each contiguous run of the part, in order, in sub-sequences of `T` with the state carried
-        (`frame_step` > 1: that many interleaved chains of every `frame_step`-th frame); only the key frames are decoded."""
+        (`frame_step` > 1: that many interleaved chains of every `frame_step`-th frame); only the key frames are
+        decoded."""
         if frame_step < 1: raise ValueError(f'frame_step={frame_step} must be >= 1')
         for vi in np.unique(data.keys[:, 0]):
             v = data.ds.videos[int(vi)]

@@ -25,8 +25,8 @@ from .data.video import FrameCache
 from .evaluate import evaluate
 from .families import Family, family_of, get_family
 from .models.registry import (CheckpointError, SIZE_RANGE, build_model, builder_params, check_size,
-                                                list_models, load_checkpoint, model_family, read_checkpoint, save_checkpoint,
-                                                state_dict_problems)
+                                                list_models, load_checkpoint, model_family, read_checkpoint,
+                                                save_checkpoint, state_dict_problems)
 
 # %% auto #0
 __all__ = ['AUGMENT_RANGES', 'RESUMED', 'RESUME_MAY_CHANGE', 'TrainConfig', 'lr_factor', 'amp_dtype', 'load_matching',
@@ -42,7 +42,8 @@ def _num(lo: float, hi: float, lo_in: bool = True, hi_in: bool = True):
     return lambda v: (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
                       and (lo <= v if lo_in else lo < v) and (v <= hi if hi_in else v < hi))
 
-def _one_of(*vals): return (' or '.join(', '.join(map(repr, vals)).rsplit(', ', 1)), lambda v: isinstance(v, str) and v in vals)
+def _one_of(*vals):
+    return (' or '.join(', '.join(map(repr, vals)).rsplit(', ', 1)), lambda v: isinstance(v, str) and v in vals)
 
 def _device_ok(v) -> bool:
     if v == 'auto': return True
@@ -108,19 +109,22 @@ class TrainConfig(Config):
         input_size=(SIZE_RANGE, lambda v: bool(check_size(v))),
         T=('an integer >= 1', _int(1)), frame_step=('an integer >= 1', _int(1)),
         classes=('None (all) or a non-empty list of distinct class names',
-                 lambda v: v is None or (isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(c, str) for c in v)
-                                         and len(set(v)) == len(v))),
+                 lambda v: v is None or (isinstance(v, (list, tuple)) and len(v) > 0
+                                         and all(isinstance(c, str) for c in v) and len(set(v)) == len(v))),
         anchors=_one_of('custom', 'default'),
-        init=('None or an existing checkpoint file', lambda v: v is None or (isinstance(v, (str, os.PathLike)) and Path(v).is_file())),
+        init=('None or an existing checkpoint file',
+              lambda v: v is None or (isinstance(v, (str, os.PathLike)) and Path(v).is_file())),
         freeze=("None or a dict of the model's freeze() arguments", lambda v: v is None or isinstance(v, dict)),
         freeze_bn=_BOOL, bn_momentum=('None or a number in [0, 1]', lambda v: v is None or _num(0, 1)(v)),
-        steps=('an integer >= 1', _int(1)), batch_size=('an integer >= 1', _int(1)), accumulate=('an integer >= 1', _int(1)),
+        steps=('an integer >= 1', _int(1)), batch_size=('an integer >= 1', _int(1)),
+        accumulate=('an integer >= 1', _int(1)),
         optimizer=_one_of('adamw', 'sgd'), lr=('a number > 0 and <= 1', _num(0, 1, lo_in=False)),
         weight_decay=('a number in [0, 1]', _num(0, 1)), momentum=('a number in [0, 1)', _num(0, 1, hi_in=False)),
         schedule=_one_of('cosine', 'step', 'constant'), warmup=('an integer >= 0', _int(0)),
         milestones=('a list of increasing steps >= 1', lambda v: isinstance(v, (list, tuple)) and all(map(_int(1), v))
                     and list(v) == sorted(set(v))),
-        gamma=('a number > 0 and <= 1', _num(0, 1, lo_in=False)), clip_grad=('a number >= 0 (0: no clipping)', _num(0, math.inf)),
+        gamma=('a number > 0 and <= 1', _num(0, 1, lo_in=False)),
+        clip_grad=('a number >= 0 (0: no clipping)', _num(0, math.inf)),
         amp=_one_of('none', 'auto', 'bf16', 'fp16'), ema=('a decay in [0, 1) (0: off)', _num(0, 1, hi_in=False)),
         augment=('True, False or a dict of ClipAugment fields', lambda v: isinstance(v, (bool, dict))),
         negatives=_BOOL, clip_pad=('an integer >= 0', _int(0)), clip_min=('an integer >= 1', _int(1)),
@@ -140,21 +144,24 @@ class TrainConfig(Config):
         return super().from_dict(d, _where)
 
     def check(self) -> 'TrainConfig':
-        """Raise `ConfigError` `'<field>: must be <valid values> (got <value>)'` for the first field out of its range (see
-        `TrainConfig._ranges`), an unregistered `model`, `model_kwargs` the builder does not take, `augment` fields outside
-        `AUGMENT_RANGES`, a `batch_size` that is not a multiple of `accumulate` or a `clip_max` below `clip_min`; return self."""
+        """Raise `ConfigError` `'<field>: must be <valid values> (got <value>)'` for the first field out of its
+        range (see `TrainConfig._ranges`), an unregistered `model`, `model_kwargs` the builder does not take, `augment`
+        fields outside `AUGMENT_RANGES`, a `batch_size` that is not a multiple of `accumulate` or a `clip_max` below
+        `clip_min`; return self."""
         models = list_models()
         if self.model not in models:
-            raise ConfigError(f"model: must be a registered model ({', '.join(n for n in models if not n.startswith('_'))}) "
-                              f"(got {self.model!r})")
+            raise ConfigError(f"model: must be a registered model "
+                              f"({', '.join(n for n in models if not n.startswith('_'))}) (got {self.model!r})")
         super().check()
         params = builder_params(self.model)
         bad = sorted(set(self.model_kwargs) - set(params) - {'num_classes'})
         if bad and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            raise ConfigError(f"model_kwargs: unknown argument(s) {bad} of {self.model} (it takes {', '.join(p for p in params if p != 'num_classes')})")
+            raise ConfigError(f"model_kwargs: unknown argument(s) {bad} of {self.model} "
+                              f"(it takes {', '.join(p for p in params if p != 'num_classes')})")
         if isinstance(self.augment, dict):
             unknown = sorted(set(self.augment) - {f.name for f in fields(ClipAugment)})
-            if unknown: raise ConfigError(f"augment: unknown ClipAugment field(s) {unknown} (known: {', '.join(f.name for f in fields(ClipAugment))})")
+            if unknown: raise ConfigError(f"augment: unknown ClipAugment field(s) {unknown} "
+                                          f"(known: {', '.join(f.name for f in fields(ClipAugment))})")
             for k, (what, ok) in AUGMENT_RANGES.items():
                 if k in self.augment and not ok(self.augment[k]): raise ConfigError(f'augment: {k} must be {what} (got '
                                                                                     f'{self.augment[k]!r})')
@@ -186,14 +193,16 @@ def amp_dtype(amp: str, device: torch.device):
 
 def load_matching(model: nn.Module, state: dict) -> dict:
     """Copy the tensors of `state` whose name and shape match `model`'s. When no name matches, the renamings of the
-    model's family (`Family.init_prefixes`) are tried: a frame detector's tensors into a Recurrent YOLO or YOWO's 2D branch."""
+    model's family (`Family.init_prefixes`) are tried: a frame detector's tensors into a Recurrent YOLO or YOWO's 2D
+    branch."""
     own = model.state_dict()
     for old, new in family_of(model).init_prefixes:
         renamed = {new + k[len(old):] if k.startswith(old) else k: v for k, v in state.items()}
         if not any(k in own for k in state) and any(k in own for k in renamed): state = renamed
     take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(take, strict=False)
-    return dict(loaded=len(take), shape_mismatch=sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape),
+    return dict(loaded=len(take),
+                shape_mismatch=sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape),
                 missing=len(own) - len(take))
 
 # %% ../nbs/21_train.ipynb #aa2a94b9
@@ -201,7 +210,8 @@ def rng_state() -> dict:
     "Python, numpy and torch (CPU, CUDA) generator states as tensors and primitives."
     ver, st, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    out = dict(python=[ver, list(st), gauss], numpy=[name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+    out = dict(python=[ver, list(st), gauss],
+               numpy=[name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
                torch=torch.get_rng_state())
     if torch.cuda.is_available(): out['cuda'] = torch.cuda.get_rng_state_all()
     return out
@@ -227,7 +237,8 @@ class TrainData:
         if micro % world: raise ConfigError(f'batch_size: {cfg.batch_size} / accumulate {cfg.accumulate} = {micro} '
                                             f'does not split over {world} processes')
         self.micro, self.local = micro, micro // world
-        self.data, self.plan = self.family.train_dataset(ds, cache, split, cfg, augment=aug, class_map=class_map, seed=cfg.seed)
+        self.data, self.plan = self.family.train_dataset(ds, cache, split, cfg, augment=aug, class_map=class_map,
+                                                         seed=cfg.seed)
         if len(self.batches(0)) == 0: raise ConfigError(f'batch_size: not one micro-batch of {micro} in the training '
                                                         'data; lower batch_size')
 
@@ -241,7 +252,8 @@ class TrainData:
         # its own seeded generator: a DataLoader without one draws from torch's global generator, and a resumed run
         # (one more loader) would then be one draw ahead of an uninterrupted one
         return DataLoader(self.data, batch_sampler=self.batches(epoch)[start:], collate_fn=collate_detections,
-                          num_workers=self.cfg.num_workers, generator=torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch))
+                          num_workers=self.cfg.num_workers,
+                          generator=torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch))
 
 # %% ../nbs/21_train.ipynb #198cc375
 class TrainingError(RuntimeError):
@@ -251,8 +263,10 @@ def _dist_info() -> tuple:
     "(rank, world size, local rank), starting the process group when launched by torchrun."
     world = int(os.environ.get('WORLD_SIZE', '1'))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group('nccl' if torch.cuda.is_available() and os.environ.get('RA_BACKEND') != 'gloo' else 'gloo')
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size(), int(os.environ.get('LOCAL_RANK', 0))
+        dist.init_process_group('nccl' if torch.cuda.is_available() and os.environ.get('RA_BACKEND') != 'gloo'
+                                else 'gloo')
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get('LOCAL_RANK', 0))
     return 0, 1, 0
 
 def _to(x, device):
@@ -274,7 +288,8 @@ def _describe(batch) -> str:
 # %% ../nbs/21_train.ipynb #ecb0021e
 # a checkpoint's progress, restored by `resume`
 RESUMED = ('step', 'epoch', 'pos', 'bad', 'skipped', 'history', 'evals', 'best')
-# the fields a resumed run may change: the budget (`steps`, not below the steps done) and how it runs, not what it learns
+# the fields a resumed run may change: the budget (`steps`, not below the steps done) and how it runs, not what it
+# learns
 RESUME_MAY_CHANGE = ('steps', 'eval_every', 'device', 'num_workers')
 
 class Trainer:
@@ -290,8 +305,8 @@ class Trainer:
         self.ds, self.cache, self.split, self.name, self.progress = ds, cache, split, name, progress and self.rank == 0
         self.out = Path(out_dir) if out_dir else None
         if tuple(cache.size) != tuple(cfg.input_size):
-            raise ConfigError(f'input_size: {list(cfg.input_size)} differs from the frame cache size {list(cache.size)}: '
-                              'build the cache at the input size')
+            raise ConfigError(f'input_size: {list(cfg.input_size)} differs from the frame cache size '
+                              f'{list(cache.size)}: build the cache at the input size')
         dev = check_device(cfg.device, TrainConfig._ranges['device'][0])
         self.device = torch.device('cuda', local) if dev.type == 'cuda' and self.world > 1 else dev
         seed_everything(cfg.seed, cfg.deterministic)
@@ -299,7 +314,8 @@ class Trainer:
         self.model = model if model is not None else self._build(names)
         self._initialise(names)
         self._optimizer()
-        self.net = (nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
+        self.net = (nn.parallel.DistributedDataParallel(
+                        self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
                     if self.world > 1 else self.model)
         self.data = TrainData(self.adapter, ds, cache, split, cfg, self.class_map, self.rank, self.world)
         self.step = self.epoch = self.pos = self.bad = self.skipped = 0
@@ -314,18 +330,21 @@ class Trainer:
 @patch
 def _classes(self: Trainer) -> list:
     """The names of the classes trained (`cfg.classes`, else all) and `class_map` (dataset class id: trained id; None
-    for all); `ConfigError` for a name the dataset lacks, or a held-out part without a box of them (nothing to score)."""
+    for all); `ConfigError` for a name the dataset lacks, or a held-out part without a box of them (nothing to
+    score)."""
     cfg, ds, split = self.cfg, self.ds, self.split
     names = list(cfg.classes) if cfg.classes else list(ds.classes)
     unknown = [c for c in names if c not in ds.classes]
-    if unknown: raise ConfigError(f"classes: {unknown} {'is not a class' if len(unknown) == 1 else 'are not classes'} of the dataset "
-                                  f"(its classes: {', '.join(ds.classes[:10])}{' ...' if len(ds.classes) > 10 else ''})")
+    if unknown: raise ConfigError(f"classes: {unknown} {'is not a class' if len(unknown) == 1 else 'are not classes'} "
+                                  f"of the dataset (its classes: {', '.join(ds.classes[:10])}"
+                                  f"{' ...' if len(ds.classes) > 10 else ''})")
     self.class_map = None if not cfg.classes else {ds.classes.index(c): i for i, c in enumerate(names)}
     if split is not None and not any(np.isin(t.frames, split.frames(t.video, 'test')).any() for t in ds.tubes
                                      if ds.classes[t.class_id] in names and t.video in split.test):
         raise ConfigError(f"{ds.root or 'the dataset'}: its held-out part ({len(split.videos)} video(s), "
-                          f"{sum(len(split.frames(v, 'test')) for v in split.videos)} frames) holds no box of the classes trained, "
-                          'so the run could not be scored: label more video (the held-out part is 20 % of it, in 4-s blocks)')
+                          f"{sum(len(split.frames(v, 'test')) for v in split.videos)} frames) holds no box of the "
+                          'classes trained, so the run could not be scored: label more video (the held-out part is '
+                          '20 % of it, in 4-s blocks)')
     return names
 
 # %% ../nbs/21_train.ipynb #a128868d
@@ -365,7 +384,8 @@ def _initialise(self: Trainer, names: list):
     cfg, model = self.cfg, self.model
     self.adapter = family_of(model)
     self.family = self.adapter.name
-    model.spec.update(classes=names, input_size=[int(v) for v in cfg.input_size], **self.adapter.spec_fields(cfg.T, cfg.frame_step))
+    model.spec.update(classes=names, input_size=[int(v) for v in cfg.input_size],
+                      **self.adapter.spec_fields(cfg.T, cfg.frame_step))
     self.init_report = None
     if cfg.init:
         _, ck = _load_any(cfg.init)
@@ -380,7 +400,8 @@ def _initialise(self: Trainer, names: list):
         import inspect
         params = inspect.signature(model.freeze).parameters
         bad = sorted(set(cfg.freeze) - set(params))
-        if bad: raise ConfigError(f"freeze: unknown argument(s) {bad} of {cfg.model}'s freeze (it takes {', '.join(params)})")
+        if bad: raise ConfigError(f"freeze: unknown argument(s) {bad} of {cfg.model}'s freeze "
+                                  f"(it takes {', '.join(params)})")
         model.freeze(**cfg.freeze)
     model.to(self.device)
 
@@ -407,8 +428,9 @@ def _optimizer(self: Trainer):
     self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
     self.dtype = amp_dtype(cfg.amp, self.device)
     self.scaler = torch.amp.GradScaler('cuda') if self.dtype == torch.float16 else None
-    self.ema = (torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
-                                                    use_buffers=True) if cfg.ema else None)
+    self.ema = (torch.optim.swa_utils.AveragedModel(
+                    self.model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+                if cfg.ema else None)
     # one update = the gradient of the global batch: mean losses are averaged over micro-batches, summed ones
     # are summed (and DDP's average over processes is undone)
     red = getattr(self.model, 'loss_reduction', 'mean')
@@ -442,9 +464,10 @@ def save(self: Trainer, path) -> Path | None:
 
 @patch
 def resume(self: Trainer, path=None) -> bool:
-    """Continue from `path` (default: this run's last checkpoint); False when there is none. Refused with one `ConfigError`
-    line: a checkpoint written with another configuration (naming the differing fields; only `RESUME_MAY_CHANGE` may
-    differ), a `steps` below the steps it has done, or a file that is not a training checkpoint of this model."""
+    """Continue from `path` (default: this run's last checkpoint); False when there is none. Refused with one
+    `ConfigError` line: a checkpoint written with another configuration (naming the differing fields; only
+    `RESUME_MAY_CHANGE` may differ), a `steps` below the steps it has done, or a file that is not a training checkpoint
+    of this model."""
     path = Path(path) if path else (self.last_path if self.out else None)
     if path is not None:                                          # temporary files of writes a crash cut short
         for t in path.parent.glob(f'.{path.name}.*.tmp'): t.unlink(missing_ok=True)
@@ -457,12 +480,15 @@ def resume(self: Trainer, path=None) -> bool:
     mine, theirs = self.cfg.to_dict(), {TrainConfig._renamed.get(k, k): v for k, v in ck['config'].items()}
     diff = [k for k, v in mine.items() if theirs.get(k) != v and k not in RESUME_MAY_CHANGE]
     if diff:
-        raise ConfigError(f'{path}: this run was trained with another configuration; resume it with its own, or train into another '
-                          'folder. Differing: ' + '; '.join(f'{k} {_short(theirs.get(k))} in the run, {_short(mine[k])} now' for k in diff))
+        raise ConfigError(f'{path}: this run was trained with another configuration; resume it with its own, or train '
+                          'into another folder. Differing: '
+                          + '; '.join(f'{k} {_short(theirs.get(k))} in the run, {_short(mine[k])} now' for k in diff))
     if ck['step'] > self.cfg.steps: raise ConfigError(f"steps: {self.cfg.steps} is below the {ck['step']} steps this "
                                                       "run has done")
     missing, unexpected, mismatched, lines = state_dict_problems(self.model.state_dict(), ck['model'])
-    if lines: raise CheckpointError(f"{path}: its weights do not fit the model: " + '; '.join(lines), missing, unexpected, mismatched)
+    if lines:
+        raise CheckpointError(f"{path}: its weights do not fit the model: " + '; '.join(lines), missing, unexpected,
+                              mismatched)
     self.model.load_state_dict(ck['model'])
     self.opt.load_state_dict(ck['optimizer']); self.sched.load_state_dict(ck['scheduler'])
     if self.scaler and ck['scaler']: self.scaler.load_state_dict(ck['scaler'])
@@ -470,7 +496,8 @@ def resume(self: Trainer, path=None) -> bool:
     set_rng_state(ck['rng'])
     for k in RESUMED: setattr(self, k, ck[k])
     st = ck['recurrent_state']
-    self.state = _to(st[self.rank] if self.world > 1 and ck['world'] == self.world else (None if ck['world'] != self.world else st), self.device)
+    self.state = _to(st[self.rank] if self.world > 1 and ck['world'] == self.world
+                     else (None if ck['world'] != self.world else st), self.device)
     return True
 
 # %% ../nbs/21_train.ipynb #fdc62ffe
@@ -575,11 +602,13 @@ def fit(self: Trainer, resume: bool = False, stop_after: int | None = None) -> d
         self.step += 1
         sps = (self.step - n0) * cfg.batch_size / max(1e-9, time.perf_counter() - t0)
         self.history.append(dict(step=self.step, lr=self.sched.get_last_lr()[0], samples_per_s=round(sps, 2),
-                                 **{k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in r.items()}))
+                                 **{k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v)
+                                    for k, v in r.items()}))
         bar.update(1); bar.set_postfix(loss=f"{r['loss']:.3f}", sps=f'{sps:.1f}', skipped=self.skipped)
         if self.bad >= cfg.max_bad_steps:
             raise TrainingError(f'step {self.step}: {self.bad} consecutive steps with a non-finite loss or gradient; '
-                                f'last batch: {_describe(micro[-1])}. The last good checkpoint is {self.last_path if self.out else None}')
+                                f'last batch: {_describe(micro[-1])}. The last good checkpoint is '
+                                f'{self.last_path if self.out else None}')
         if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps: self.validate()
         if self.out and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps: self.save(self.last_path)
         if stop_after is not None and self.step >= stop_after: bar.close(); return self.summary()
@@ -600,7 +629,7 @@ def summary(self: Trainer) -> dict:
                 samples_per_s=h[-1]['samples_per_s'] if h else None, evals=self.evals, best=self.best,
                 history=[{k: x[k] for k in ('step', 'loss', 'lr', 'ok')} for x in h])
 
-def train(cfg: TrainConfig, ds: Dataset, cache: FrameCache, split: Split | None = None, out_dir=None, name: str = 'model',
-          resume: bool = False, progress: bool = True) -> dict:
+def train(cfg: TrainConfig, ds: Dataset, cache: FrameCache, split: Split | None = None, out_dir=None,
+          name: str = 'model', resume: bool = False, progress: bool = True) -> dict:
     "Build a `Trainer` and run it; returns its summary."
     return Trainer(cfg, ds, cache, split, out_dir, name, progress).fit(resume=resume)

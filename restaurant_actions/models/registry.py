@@ -28,7 +28,8 @@ MAX_SIZE = 2048                 # the largest network input side `check_size` ac
 
 def size_range(stride: int = 32) -> str:
     "The valid input sizes of a network that downsamples by `stride`, in words."
-    return f'two multiples of {stride} from {stride} to {MAX_SIZE} (W, H)' if stride > 1 else f'two integers from 1 to {MAX_SIZE} (W, H)'
+    return (f'two multiples of {stride} from {stride} to {MAX_SIZE} (W, H)' if stride > 1
+            else f'two integers from 1 to {MAX_SIZE} (W, H)')
 
 SIZE_RANGE = size_range(32)     # every detector of the study: YOLOv3's and YOWO's heads see the input downsampled by 32
 
@@ -53,7 +54,8 @@ def register_model(fn: Callable = None, *, family: str = None, stride: int | Non
     def deco(f):
         old = _REGISTRY.get(f.__name__, (None,))[0]
         # a notebook re-running its chapter (module '__main__') may replace the exported builder; two libraries may not
-        if old is not None and old is not f and old.__module__ != f.__module__ and '__main__' not in (old.__module__, f.__module__):
+        if (old is not None and old is not f and old.__module__ != f.__module__
+                and '__main__' not in (old.__module__, f.__module__)):
             raise ValueError(f'a model called {f.__name__!r} is already registered by {old.__module__}')
         _REGISTRY[f.__name__] = (f, family)
         if stride is not None: _STRIDES[f.__name__] = check_count(stride, 'stride')
@@ -105,13 +107,14 @@ def list_models(family: str | None = None, only=None) -> list:
     if only is None: return names
     only = check_names(only, 'only')
     other = [n for n in only if n not in names]
-    if other: raise ConfigError(f"only: {other} {'is not a' if len(other) == 1 else 'are not'} {family} model{'s' * (len(other) > 1)} "
-                                f"(the {family} models: {', '.join(names)})")
+    if other: raise ConfigError(f"only: {other} {'is not a' if len(other) == 1 else 'are not'} {family} "
+                                f"model{'s' * (len(other) > 1)} (the {family} models: {', '.join(names)})")
     return only
 
 def build_model(name: str, **kwargs) -> nn.Module:
     """Build the registered model `name`; the returned module carries its spec in `model.spec`.
-    `ConfigError` (one line) for an unknown name or argument, `num_classes` or `T` below 1, or a value the builder refuses."""
+    `ConfigError` (one line) for an unknown name or argument, `num_classes` or `T` below 1, or a value the builder
+    refuses."""
     _load_builders()
     if name not in _REGISTRY: raise ConfigError(f"name: unknown model {name!r} (known: {_known()})")
     fn, family = _REGISTRY[name]
@@ -158,8 +161,9 @@ def example_input(family: str, size: tuple = (416, 416), T: int = 8, batch: int 
 
 def model_table(names=None, size: tuple = (416, 416), T: int | None = None, time_it: bool = False, **kwargs) -> list:
     """One row per registered model (or per name of `names`): name, family, parameters, GFLOPs (and seconds) at `size`;
-    `None` kwargs keep the builder's defaults. Checked first, one `ConfigError` line each: `names` registered, `size` two
-    multiples of each model's `model_stride` (32 for the detectors) up to 2048, `T` and `num_classes` integers >= 1."""
+    `None` kwargs keep the builder's defaults. Checked first, one `ConfigError` line each: `names` registered, `size`
+    two multiples of each model's `model_stride` (32 for the detectors) up to 2048, `T` and `num_classes` integers
+    >= 1."""
     from restaurant_actions.families import get_family
     names = list_models() if names is None else check_names(names, 'names')
     # before any model is built
@@ -202,9 +206,14 @@ def state_dict_problems(expected: dict, got: dict, limit: int = 3) -> tuple:
                   if k in got and (not isinstance(got[k], torch.Tensor) or got[k].shape != v.shape)]
     more = lambda xs: f', ... ({len(xs) - limit} more)' if len(xs) > limit else ''
     lines = []
-    if mismatched: lines.append(f'{len(mismatched)} with another shape (' + ', '.join(f'{k}: checkpoint {a}, model {b}' for k, a, b in mismatched[:limit]) + more(mismatched) + ')')
-    if missing: lines.append(f'{len(missing)} missing from the checkpoint (' + ', '.join(missing[:limit]) + more(missing) + ')')
-    if unexpected: lines.append(f'{len(unexpected)} unexpected (' + ', '.join(unexpected[:limit]) + more(unexpected) + ')')
+    if mismatched:
+        lines.append(f'{len(mismatched)} with another shape ('
+                     + ', '.join(f'{k}: checkpoint {a}, model {b}' for k, a, b in mismatched[:limit])
+                     + more(mismatched) + ')')
+    if missing:
+        lines.append(f'{len(missing)} missing from the checkpoint (' + ', '.join(missing[:limit]) + more(missing) + ')')
+    if unexpected:
+        lines.append(f'{len(unexpected)} unexpected (' + ', '.join(unexpected[:limit]) + more(unexpected) + ')')
     return missing, unexpected, mismatched, lines
 
 def _spec_str(spec) -> str:
@@ -218,13 +227,15 @@ def read_checkpoint(path, map_location):
     except pickle.UnpicklingError as e:
         # torch's weights-only unpickler refused a class/function
         if m := re.search(r'unsupported (?:global: )?GLOBAL (\S+)', str(e), re.I):
-            raise CheckpointError(f'{path}: refused: the file holds Python objects other than tensors and primitives ({m.group(1)}), '
-                                  'and loading them could run code (read with weights_only=True); re-save the state dict alone') from None
+            raise CheckpointError(f'{path}: refused: the file holds Python objects other than tensors and primitives '
+                                  f'({m.group(1)}), and loading them could run code (read with weights_only=True); '
+                                  're-save the state dict alone') from None
         raise CheckpointError(f'{path}: not a PyTorch checkpoint (the pickle stream cannot be read)') from None
     # torch's zip/pickle readers
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, AttributeError, TypeError) as e:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint (damaged, truncated or another format: {why})') from None
+        raise CheckpointError(f'{path}: not a readable PyTorch checkpoint (damaged, truncated or another format: '
+                              f'{why})') from None
 
 def load_checkpoint(path, map_location='cpu', model: nn.Module | None = None) -> tuple:
     """`(model, checkpoint dict)`: the model rebuilt from the file's spec (or the given `model`), with its weights;
@@ -241,7 +252,7 @@ def load_checkpoint(path, map_location='cpu', model: nn.Module | None = None) ->
     missing, unexpected, mismatched, lines = state_dict_problems(model.state_dict(), ck['model'])
     if lines:
         into = _spec_str(getattr(model, 'spec', None))
-        raise CheckpointError(f"{path}: the weights (saved from {_spec_str(spec)}) do not fit the model {into}: " + '; '.join(lines),
-                              missing, unexpected, mismatched)
+        raise CheckpointError(f"{path}: the weights (saved from {_spec_str(spec)}) do not fit the model {into}: "
+                              + '; '.join(lines), missing, unexpected, mismatched)
     model.load_state_dict(ck['model'])
     return model, ck
