@@ -2,6 +2,7 @@
 PYTHON   ?= python3
 VENV     ?= .venv
 PROFILE  ?= quick
+SEEDS    ?= 0
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.docs-installed
@@ -28,7 +29,7 @@ $(STAMP): settings.ini setup.py constraints.txt
 	touch $(STAMP)
 
 report: $(STAMP)
-	$(BIN)/restaurant-actions report --profile $(PROFILE)
+	$(BIN)/restaurant-actions report --profile $(PROFILE) --seeds $(SEEDS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 tests

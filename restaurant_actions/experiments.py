@@ -4,7 +4,7 @@
 
 # %% ../nbs/23_experiments.ipynb #327c9426
 from __future__ import annotations
-import ast, dataclasses, json, os, re, shutil, sys, tempfile, time, traceback
+import ast, dataclasses, json, os, platform, re, shutil, sys, tempfile, time, traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +18,9 @@ from .core import check_param, is_int
 from .metrics import metrics_to_json
 
 # %% auto #0
-__all__ = ['PROFILES', 'PARAMETERS', 'Profile', 'get_profile', 'default_dataset', 'Experiment', 'check_parameters',
-           'setup_experiment', 'experiment_notebooks', 'notebook_parameters', 'check_report', 'run_report']
+__all__ = ['PROFILES', 'PARAMETERS', 'Profile', 'get_profile', 'default_dataset', 'Experiment', 'seed_folder', 'cpu_model',
+           'machine_facts', 'check_parameters', 'setup_experiment', 'experiment_notebooks', 'notebook_parameters',
+           'report_plan', 'check_report', 'run_report']
 
 # %% ../nbs/23_experiments.ipynb #1d207c9d
 @dataclass
@@ -143,7 +144,33 @@ PARAMETERS = {   # what the experiment notebooks' parameters take (profile and o
                  lambda v: v is None or isinstance(v, (str, Path)) and str(v) != '' and (Path(v)/'annotations.json').is_file()),
     'init_checkpoint': ('None or a checkpoint file that exists', lambda v: v is None or isinstance(v, (str, Path)) and Path(v).is_file()),
     'seed': ('an integer >= 0', lambda v: is_int(v) and v >= 0),
+    'seeds': ('None or a non-empty list of distinct integers >= 0', lambda v: v is None or _is_seeds(v)),
 }
+
+def _is_seeds(v) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(is_int(s) and s >= 0 for s in v) and len(set(v)) == len(v)
+
+def seed_folder(seed: int) -> str:
+    "The folder of one seed's runs under `runs/<profile>/`: `seed-<n>`."
+    return f'seed-{seed}'
+
+def cpu_model() -> str:
+    "The CPU's model name (`/proc/cpuinfo`'s 'model name', else `platform.processor()`, else 'unknown')."
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or 'unknown'
+
+def machine_facts() -> dict:
+    """What the numbers of a run may depend on besides the code and the seed: torch's version, its threads
+    (intra- and inter-op), its parallel backend, whether oneDNN (mkldnn) is available, the CPU model, Python."""
+    import torch
+    info = torch.__config__.parallel_info()
+    backend = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('ATen parallel backend')), None)
+    return dict(torch=torch.__version__, threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(),
+                parallel_backend=backend, mkldnn=bool(torch.backends.mkldnn.is_available()), cpu=cpu_model(),
+                cpu_count=os.cpu_count(), python=platform.python_version())
 
 def check_parameters(params: dict) -> None:
     "`ConfigError` `'<name>: must be ... (got ...)'` for the first value in `params` outside its range in `PARAMETERS` (other names pass)."
@@ -151,14 +178,17 @@ def check_parameters(params: dict) -> None:
         if k in PARAMETERS: check_param(k, str(v) if isinstance(v, Path) else v, *PARAMETERS[k])
 
 def setup_experiment(name: str, profile: str = 'smoke', data_dir=None, out_dir=None, **params) -> Experiment:
-    "Resolve profile, output folder and dataset of experiment `name`; writes `config.json`. Values are checked (`check_parameters`) before anything is written."
+    """Resolve profile, output folder and dataset of experiment `name`; writes `config.json` (with `machine_facts()`).
+    Values are checked (`check_parameters`) before anything is written. The default folder is
+    `runs/<profile>/seed-<seed>/<name>` for an experiment given a `seed`, else `runs/<profile>/<name>`."""
     prof = get_profile(profile)
     check_parameters(dict(data_dir=data_dir, **params))
-    out = Path(out_dir) if out_dir else runs_dir()/profile/name
+    out = Path(out_dir) if out_dir else runs_dir()/profile/(seed_folder(params['seed']) if 'seed' in params else '')/name
     out.mkdir(parents=True, exist_ok=True)
     data = Path(data_dir) if data_dir else default_dataset(profile)
     exp = Experiment(name, prof, out, data, params)
-    save_json(dict(experiment=name, profile=prof.to_dict(), data_dir=str(data), out_dir=str(out), params=params),
+    save_json(dict(experiment=name, profile=prof.to_dict(), data_dir=str(data), out_dir=str(out), params=params,
+                   machine=machine_facts()),
               out/'config.json', indent=1)
     return exp
 
@@ -197,14 +227,15 @@ def _to_html(nb_path: Path) -> Path:
     return out
 
 def _write_index(out: Path, summary: dict):
-    rows = ''.join(f"<tr><td><a href='{n}/{n}.html'>{n}</a></td><td>{s['status']}</td><td>{s.get('seconds', 0):.1f} s</td>"
+    rows = ''.join(f"<tr><td><a href='{n}/{Path(n).name}.html'>{n}</a></td><td>{s['status']}</td>"
+                   f"<td>{s.get('seconds', 0):.1f} s</td>"
                    f"<td>{(s.get('error') or '').splitlines()[0] if s.get('error') else ''}</td></tr>"
                    for n, s in summary['experiments'].items())
     table = (f"<h1>restaurant_actions report — profile <code>{summary['profile']}</code></h1>"
              f"<table border=1 cellpadding=4><tr><th>experiment</th><th>status</th><th>time</th><th>error</th></tr>{rows}</table>")
     # the report itself is the last notebook (99_report): its page, figures embedded, under the table of runs
     last = next(reversed(summary['experiments']), None)
-    page = out/last/f'{last}.html' if last and summary['experiments'][last]['status'] == 'ok' else None
+    page = out/last/f'{Path(last).name}.html' if last and summary['experiments'][last]['status'] == 'ok' else None
     body = re.search(r'<body[^>]*>', page.read_text(encoding='utf-8')) if page and page.exists() else None
     html = (body.string[:body.end()] + table + body.string[body.end():] if body else
             f"<html><head><meta charset='utf-8'><title>restaurant_actions report ({summary['profile']})</title></head><body>{table}</body></html>")
@@ -215,13 +246,32 @@ _OWN = ('profile', 'out_dir')        # parameters run_report sets itself
 def _foreign(out: Path, names: set) -> list:
     "What in an existing `out` folder without a summary is not an earlier report's: anything but experiment folders (and temp files)."
     return sorted(p.name for p in out.iterdir()
-                  if not (p.is_dir() and not p.is_symlink() and p.name in names) and not (p.name.startswith('.') and p.name.endswith('.tmp')))
+                  if not (p.is_dir() and not p.is_symlink() and (p.name in names or re.fullmatch(r'seed-\d+', p.name)))
+                  and not (p.name.startswith('.') and p.name.endswith('.tmp')))
+
+def _seed_of(key: str) -> int | None:
+    "The seed of a summary key `seed-<n>/<experiment>` (None for an experiment run once)."
+    m = re.match(r'seed-(\d+)/', key)
+    return int(m.group(1)) if m else None
+
+def report_plan(nbs: list, seeds: list) -> list:
+    """`(key, notebook, its own parameters)` in the order `run_report` runs them: a notebook that takes `seed` once per
+    seed (key `seed-<n>/<name>`), seed by seed in name order; then, in name order, a notebook that takes `seeds`
+    once with all of them (the report: it reads every seed) and one that takes neither once (key `<name>`)."""
+    takes = {nb: notebook_parameters(nb) for nb in nbs}
+    per_seed = [(f'{seed_folder(s)}/{nb.stem}', nb, dict(seed=s)) for s in seeds for nb in nbs if 'seed' in takes[nb]
+                and 'seeds' not in takes[nb]]
+    once = [(nb.stem, nb, dict(seeds=list(seeds)) if 'seeds' in takes[nb] else {}) for nb in nbs
+            if 'seeds' in takes[nb] or 'seed' not in takes[nb]]
+    return per_seed + once
 
 def check_report(profile: str = 'quick', out=None, notebooks=None, only: list | None = None, parameters: dict | None = None,
-                 timeout: int | None = None) -> tuple:
-    """Every check of `run_report`'s arguments, writing nothing: `(out folder, notebooks to run, earlier summary or {}, parameters)`.
-    A bad value is a one-line `ConfigError` naming it."""
+                 timeout: int | None = None, seeds: list | None = None) -> tuple:
+    """Every check of `run_report`'s arguments, writing nothing: `(out folder, notebooks to run, earlier summary or {},
+    parameters, seeds)`. A bad value is a one-line `ConfigError` naming it. `parameters={'seed': n}` (the old way to
+    pick the seed) is `seeds=[n]`."""
     get_profile(profile)
+    check_param('seeds', seeds, PARAMETERS['seeds'][0], PARAMETERS['seeds'][1])
     check_param('timeout', timeout, 'None or an integer >= 1 (seconds per cell)', lambda v: v is None or is_int(v) and v >= 1)
     check_param('only', only, 'None or a list of experiment names or name prefixes',
                 lambda v: v is None or isinstance(v, str) or all(isinstance(x, str) for x in v))
@@ -238,6 +288,11 @@ def check_report(profile: str = 'quick', out=None, notebooks=None, only: list | 
                               f"known: {', '.join(p.stem for p in every)}")
         nbs = [p for p in every if p.stem in only or any(p.stem.startswith(o) for o in only)]
     params = dict(parameters or {})
+    if 'seed' in params:
+        check_parameters(dict(seed=params['seed']))
+        if seeds is not None and list(seeds) != [params['seed']]:
+            raise ConfigError(f"parameters: 'seed' ({params['seed']}) and seeds ({list(seeds)}) disagree: give seeds only")
+        seeds = [params.pop('seed')] if seeds is None else seeds
     if own := [k for k in params if k in _OWN]:
         raise ConfigError(f"parameters: {', '.join(repr(k) for k in own)} cannot be given: run_report sets profile and out_dir itself "
                           '(from its profile and out)')
@@ -250,6 +305,7 @@ def check_report(profile: str = 'quick', out=None, notebooks=None, only: list | 
         check_parameters(params)
         # the notebooks run in their own folder: paths given relative to here are made absolute
         params = {k: str(Path(v).resolve()) if k in ('data_dir', 'init_checkpoint') and v is not None else v for k, v in params.items()}
+    seeds = [0] if seeds is None else [int(s) for s in seeds]
     out = Path(out) if out else runs_dir()/profile
     if out.is_symlink() and not out.is_dir() or out.exists() and not out.is_dir(): raise ConfigError(f'{out}: exists and is not a folder')
     old, summary_path = {}, out/'summary.json'
@@ -261,33 +317,40 @@ def check_report(profile: str = 'quick', out=None, notebooks=None, only: list | 
     elif out.is_dir() and (foreign := _foreign(out, {p.stem for p in every})):
         raise ConfigError(f"{out}: holds files that are not an earlier report's ({', '.join(foreign[:3])}"
                           f"{f' and {len(foreign) - 3} more' if len(foreign) > 3 else ''}); choose another out folder or move them away")
-    return out, nbs, old, params
+    return out, nbs, old, params, seeds
 
 def run_report(profile: str = 'quick', out=None, notebooks=None, only: list | None = None, resume: bool = False,
-               parameters: dict | None = None, timeout: int | None = None, html: bool = True, progress: bool = True) -> dict:
-    """Execute the experiment notebooks for `profile` into `out` (default `runs/<profile>`); returns the summary. Everything is
-    checked first (`check_report`): a refusal creates nothing. An experiment is marked `running` in `summary.json` while it runs,
-    `interrupted` on Ctrl-C, so `resume` runs it again."""
-    out, nbs, old, parameters = check_report(profile, out, notebooks, only, parameters, timeout)
+               parameters: dict | None = None, timeout: int | None = None, html: bool = True, progress: bool = True,
+               seeds: list | None = None) -> dict:
+    """Execute the experiment notebooks for `profile` into `out` (default `runs/<profile>`), once per seed of `seeds`
+    (default `[0]`) those that take a `seed` (into `seed-<n>/<name>`), then the report once (`report_plan`); returns
+    the summary. Everything is checked first (`check_report`): a refusal creates nothing. An experiment is marked
+    `running` in `summary.json` while it runs, `interrupted` on Ctrl-C, so `resume` runs it again (seed by seed)."""
+    out, nbs, old, parameters, seeds = check_report(profile, out, notebooks, only, parameters, timeout, seeds)
     import papermill as pm
     out.mkdir(parents=True, exist_ok=True)
     log = get_logger('restaurant_actions.experiments')
     summary_path = out/'summary.json'
     # a partial batch (`only`) keeps the records of the experiments it does not run; a full one starts afresh
-    keep = {k: v for k, v in old.get('experiments', {}).items() if resume or (only and k not in {p.stem for p in nbs})}
-    summary = dict(profile=profile, experiments=keep)
-    for nb in tqdm(nbs, desc=f'report [{profile}]', unit='nb', disable=not progress):
-        name = nb.stem
-        params = dict(profile=profile, out_dir=str((out/name).resolve()), **parameters)
+    # (and the records of the seeds it does not run: their runs are still there, and the report reads them)
+    plan = report_plan(nbs, seeds)
+    keys = {k for k, _, _ in plan}
+    keep = {k: v for k, v in old.get('experiments', {}).items()
+            if resume or k not in keys and (only or (s := _seed_of(k)) is not None and s not in seeds)}
+    summary = dict(profile=profile, seeds=sorted({*seeds, *(s for k in keep if (s := _seed_of(k)) is not None)}),
+                   experiments=keep)
+    for name, nb, own in tqdm(plan, desc=f'report [{profile}]', unit='nb', disable=not progress):
+        params = dict(profile=profile, out_dir=str((out/name).resolve()), **own, **parameters)
         prev = summary['experiments'].get(name, {})
-        if resume and prev.get('status') == 'ok' and prev.get('parameters') == params and (out/name/f'{name}.ipynb').exists():
+        page = out/name/f'{nb.stem}.ipynb'
+        if resume and prev.get('status') == 'ok' and prev.get('parameters') == params and page.exists():
             log.info(f'{name}: already done, skipped (resume)'); continue
         summary['experiments'][name] = dict(status='running', seconds=0.0, parameters=params, error=None)
         save_json(summary, summary_path, indent=1)          # a crash or Ctrl-C from here on leaves it not 'ok': resume reruns it
         (out/name).mkdir(parents=True, exist_ok=True)
         t0, err = time.time(), None
         try:
-            pm.execute_notebook(str(nb), str(out/name/f'{name}.ipynb'), parameters=params, cwd=str(nb.parent),
+            pm.execute_notebook(str(nb), str(page), parameters=params, cwd=str(nb.parent),
                                 progress_bar=False, execution_timeout=timeout, kernel_name='python3')
         except KeyboardInterrupt:
             summary['experiments'][name] = dict(status='interrupted', seconds=round(time.time() - t0, 2), parameters=params,
@@ -300,8 +363,8 @@ def run_report(profile: str = 'quick', out=None, notebooks=None, only: list | No
             head = f"{ename}: {getattr(e, 'evalue', None) or next((l for l in str(e).splitlines() if l.strip()), '')}"
             err = f'{head}\n{e}'
             log.error(f'{name} failed: {head}')
-        if html and (out/name/f'{name}.ipynb').exists():
-            try: _to_html(out/name/f'{name}.ipynb')
+        if html and page.exists():
+            try: _to_html(page)
             except Exception as e: log.warning(f'{name}: HTML rendering failed ({e})')
         summary['experiments'][name] = dict(status='failed' if err else 'ok', seconds=round(time.time() - t0, 2),
                                             parameters=params, error=err)

@@ -266,9 +266,11 @@ def findings(results: list, backbone: str, probes: list | None = None, study: di
     return [_over_seeds([b.get(k) for b in by], len(per)) for k in keys]
 
 def render(fs: list) -> str:
-    "Markdown of findings `fs`: a bullet per finding, its verdict in italics (notes without one)."
+    """Markdown of findings `fs`: a bullet per finding, its verdict in italics (notes without one); with one seed each
+    verdict says that it rests on a single run."""
     if not fs: return 'No runs found.'
     n = max(f.seeds for f in fs)
     head = ('Each verdict rests on a single run (one seed).\n\n' if n == 1 else
             f'Each verdict is judged on {n} seeds.\n\n')
-    return head + '\n'.join(f'- {f.claim}' + ('' if f.verdict == NOTE else f' *({f.verdict})*') for f in fs)
+    one = '; a single run' if n == 1 else ''
+    return head + '\n'.join(f'- {f.claim}' + ('' if f.verdict == NOTE else f' *({f.verdict}{one})*') for f in fs)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/24b_runs.ipynb #f3f3f778
 from __future__ import annotations
-import dataclasses, hashlib, json, time
+import dataclasses, hashlib, json, re, time
 from pathlib import Path
 
 from .core import ConfigError, data_dir, project_root, runs_dir, save_json
@@ -12,18 +12,18 @@ from .data.annotations import Dataset, load_dataset, top_k_classes
 from .data.splits import block_split
 from .data.video import FrameCache
 from .evaluate import evaluate
-from .experiments import Experiment, Profile
+from .experiments import Experiment, Profile, seed_folder
 from .models.registry import check_count, check_size
 from .scoring import score
 from .train import Trainer, TrainConfig
 
 # %% auto #0
 __all__ = ['DATASET', 'PRETRAIN', 'BASELINE', 'RECURRENT', 'BACKBONES', 'ANCHORS_FREEZE', 'REPORT', 'EXPERIMENTS',
-           'FRAME_PRETRAINED', 'YOWO_PRETRAINED', 'FRAME_BASELINE', 'PLACEMENTS', 'ROLES', 'recurrent_variant',
-           'yowo_variant', 'frozen_variant', 'table_runs', 'check_trainable', 'prepare_data', 'experiment_data',
-           'top_classes', 'backbones_3d', 'train_config', 'run_variant', 'find_variant', 'load_results',
-           'study_numbers', 'pretrain_frame', 'pretrained_frame', 'baseline_config', 'yowo_2d_is_frame_model',
-           'pretrain_yowo', 'upstream', 'brief']
+           'FRAME_PRETRAINED', 'YOWO_PRETRAINED', 'FRAME_BASELINE', 'PLACEMENTS', 'ROLES', 'ROLE_ALIASES',
+           'recurrent_variant', 'yowo_variant', 'frozen_variant', 'table_runs', 'check_trainable', 'prepare_data',
+           'experiment_data', 'top_classes', 'backbones_3d', 'train_config', 'run_variant', 'seed_runs', 'find_variant',
+           'seeds_present', 'load_results', 'study_numbers', 'pretrain_frame', 'pretrained_frame', 'baseline_config',
+           'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief']
 
 # %% ../nbs/24b_runs.ipynb #f62e1cc2
 DATASET, PRETRAIN, BASELINE, RECURRENT, BACKBONES, ANCHORS_FREEZE, REPORT = (
@@ -97,7 +97,8 @@ def top_classes(ds: Dataset, top_k: int) -> list:
     "Names of the `top_k` classes with most clips (fewer if fewer have clips); `top_k` must be an integer >= 1."
     return [ds.classes[c] for c in top_k_classes(ds, check_count(top_k, 'top_k'))]
 
-ROLES = ('frame', 'sequence', 'yowo')
+ROLES = ('frame', 'sequence', 'clip')        # the model families' names (chapter 16)
+ROLE_ALIASES = {'yowo': 'clip'}                 # the old name of role 'clip' (YOWO is the clip family's model)
 
 def backbones_3d() -> list:
     "Names `train_config(..., backbone_3d=...)` accepts (`build_backbone3d`'s)."
@@ -105,16 +106,20 @@ def backbones_3d() -> list:
     return [*BACKBONES3D, *YOWO_BACKBONE3D_NAMES]
 
 def train_config(profile: Profile, role: str, classes: list, seed: int = 0, **over) -> TrainConfig:
-    """The `TrainConfig` of `role` ('frame', 'sequence', 'yowo') under `profile`; `over` replaces fields (and
-    `backbone_3d`, with role 'yowo', picks YOWO's 3D backbone: one of `backbones_3d()`). Checked: one `ConfigError` line
-    for an unknown role, backbone or field, or a field out of its range (`TrainConfig.check`)."""
+    """The `TrainConfig` of `role` ('frame', 'sequence', 'clip': the model families; 'yowo' is the old name of 'clip')
+    under `profile`; `over` replaces fields (and `backbone_3d`, with role 'clip', picks YOWO's 3D backbone: one of
+    `backbones_3d()`). Checked: one `ConfigError` line for an unknown role, backbone or field, or a field out of its
+    range (`TrainConfig.check`)."""
     p = profile
-    if role not in ROLES: raise ConfigError(f"role: must be one of {', '.join(map(repr, ROLES))} (got {role!r})")
+    if role not in ROLES and role not in ROLE_ALIASES:
+        raise ConfigError(f"role: must be one of {', '.join(map(repr, ROLES))} (or 'yowo', the old name of 'clip') "
+                          f"(got {role!r})")
+    role = ROLE_ALIASES.get(role, role)
     backbone = over.pop('backbone_3d', None)
-    if backbone is not None and role != 'yowo':
-        raise ConfigError(f"backbone_3d: only a YOWO run (role 'yowo') has a 3D backbone (got {backbone!r} "
+    if backbone is not None and role != 'clip':
+        raise ConfigError(f"backbone_3d: only a YOWO run (role 'clip') has a 3D backbone (got {backbone!r} "
                           f"with role {role!r})")
-    if role == 'yowo':
+    if role == 'clip':
         backbone = p.backbones[-1] if backbone is None else backbone
         if not (isinstance(backbone, str) and backbone.lower() in backbones_3d()):
             raise ConfigError(f"backbone_3d: must be one of {', '.join(backbones_3d())} (got {backbone!r})")
@@ -167,16 +172,26 @@ def run_variant(exp: Experiment, variant: str, cfg: TrainConfig, data: tuple, la
     save_json(m, mpath, indent=1)
     return m
 
-def find_variant(profile: str, experiment: str, variant: str, root=None) -> tuple:
-    "`(metrics, checkpoint path)` of a variant another experiment ran (None, None when it has not)."
-    d = Path(root or runs_dir())/profile/experiment
+def seed_runs(profile: str, seed: int = 0, root=None) -> Path:
+    "The folder of one seed's experiments: `runs/<profile>/seed-<seed>/` (`root` replaces `runs/`)."
+    return Path(root or runs_dir())/profile/seed_folder(seed)
+
+def find_variant(profile: str, experiment: str, variant: str, root=None, seed: int = 0) -> tuple:
+    "`(metrics, checkpoint path)` of a variant another experiment ran with `seed` (None, None when it has not)."
+    d = seed_runs(profile, seed, root)/experiment
     m, c = d/f'{variant}.metrics.json', d/f'checkpoint_{variant}.pt'
     return (json.loads(m.read_text()), c) if m.exists() and c.exists() else (None, None)
 
-def load_results(profile: str, root=None) -> dict:
-    "`{experiment: {variant: metrics}}` of every scored variant under `runs/<profile>/`."
+def seeds_present(profile: str, root=None) -> list:
+    "The seeds with a folder `runs/<profile>/seed-<n>/` holding at least one scored variant, in order."
+    base = Path(root or runs_dir())/profile
+    return sorted(int(p.name[5:]) for p in base.glob('seed-*')
+                  if re.fullmatch(r'seed-\d+', p.name) and any(p.glob('*/*.metrics.json')))
+
+def load_results(profile: str, root=None, seed: int = 0) -> dict:
+    "`{experiment: {variant: metrics}}` of every scored variant of `seed` under `runs/<profile>/seed-<seed>/`."
     out = {}
-    for p in sorted((Path(root or runs_dir())/profile).glob('*/*.metrics.json')):
+    for p in sorted(seed_runs(profile, seed, root).glob('*/*.metrics.json')):
         out.setdefault(p.parent.name, {})[p.name[:-len('.metrics.json')]] = json.loads(p.read_text())
     return out
 
@@ -223,9 +238,10 @@ def pretrain_yowo(exp: Experiment, seed: int = 0, progress: bool = True, frame_c
                        label=f'YOWO ({p.backbones[-1]}) pretrained on scene {p.pretrain_scene}')
 
 def upstream(exp: Experiment, experiment: str, variant: str, make, init_checkpoint=None) -> Path:
-    "Checkpoint of `variant` of `experiment`: `init_checkpoint` if given, else that experiment's run, else `make()`."
+    """Checkpoint of `variant` of `experiment`: `init_checkpoint` if given, else that experiment's run with the same
+    seed (`exp`'s parameter `seed`, default 0), else `make()`."""
     if init_checkpoint: return Path(init_checkpoint)
-    _, ck = find_variant(exp.profile.name, experiment, variant)
+    _, ck = find_variant(exp.profile.name, experiment, variant, seed=exp.params.get('seed', 0))
     if ck is not None: return ck
     make()
     return exp.out_dir/f'checkpoint_{variant}.pt'

@@ -6,9 +6,11 @@ the same checkpoints (tensor by tensor, bit for bit) and the same metrics files 
 `.pt` file both wrote (the report page `99_report` renders differently on purpose and is left out), after
 `test_reruns.clean` (wall-clock fields) and these normalisations, each a rename, not a change of value:
 
-- the temporary folders of the two runs are written `<root>`;
+- the temporary folders of the two runs are written `<root>`, and `/seed-0/` in a path is `/`;
 - the training config's `every` is now `frame_step` (one name for the frame spacing, issue 21);
-- a NaN and a JSON `null` are the same missing number (the JSON writer now writes NaN as `null`).
+- a NaN and a JSON `null` are the same missing number (the JSON writer now writes NaN as `null`);
+- issue 22: every seed's runs are in `seed-<n>/` (the after-tree's `seed-0/` is mapped away: its files must be the
+  before-tree's, one for one), and an experiment's `config.json` records the machine (`machine`, absent before).
 """
 import json, math, os, shutil, subprocess, sys
 from pathlib import Path
@@ -30,6 +32,7 @@ def norm(x, roots):
     if isinstance(x, float) and math.isnan(x): return None
     if isinstance(x, str):
         for r in roots: x = x.replace(r, '<root>')
+        return x.replace('/seed-0/', '/')            # issue 22: the after-tree's paths (out_dir, init) in seed-0/
     return x
 
 
@@ -45,17 +48,29 @@ def smoke_report(src: Path, where: Path) -> Path:
     return where/'runs'/'smoke'
 
 
+def files(d: Path) -> dict:
+    "`{path as compared: file}` of the `.json`/`.pt` files of a smoke report, 99_report left out, `seed-0/` mapped away."
+    out = {}
+    for p in d.rglob('*'):
+        rel = p.relative_to(d)
+        if p.suffix not in ('.json', '.pt') or p.name.startswith('.') or p.name == 'summary.json' or rel.parts[0] == '99_report':
+            continue
+        key = Path(*rel.parts[1:]) if rel.parts[0] == 'seed-0' else rel
+        assert key not in out, f'{rel}: twice, with and without seed-0/'
+        out[key] = p
+    return out
+
+
 def differences(a: Path, b: Path, roots) -> dict:
     "`{file: what differs}` over the `.json`/`.pt` files of two smoke reports, 99_report left out."
-    files = lambda d: sorted(p.relative_to(d) for p in d.rglob('*') if p.suffix in ('.json', '.pt')
-                             and not p.name.startswith('.') and p.parts[len(d.parts)] != '99_report' and p.name != 'summary.json')
     fa, fb = files(a), files(b)
-    assert fa == fb, f'different files: {sorted(set(map(str, fa)) ^ set(map(str, fb)))}'
+    assert sorted(fa) == sorted(fb), f'different files: {sorted(set(map(str, fa)) ^ set(map(str, fb)))}'
     out = {}
-    for f in fa:
+    for f in sorted(fa):
         load = ((lambda p: json.loads(p.read_text())) if f.suffix == '.json'
                 else (lambda p: torch.load(p, map_location='cpu', weights_only=True)))
-        x, y = (norm(clean(load(d/f), '\0'), roots) for d in (a, b))     # tensors pass through unchanged
+        x, y = (norm(clean(load(d[f]), '\0'), roots) for d in (fa, fb))     # tensors pass through unchanged
+        if f.name == 'config.json': x.pop('machine', None); y.pop('machine', None)
         d = tensors_differ(x, y)
         if d: out[str(f)] = d
     return out
@@ -85,7 +100,11 @@ def test_differences_sees_a_changed_bit_and_not_a_rename(tmp_path):
     roots = [str(tmp_path/'a'), str(tmp_path/'b')]
     a, b = tmp_path/'a'/'runs'/'smoke', tmp_path/'b'/'runs'/'smoke'
     assert differences(a, b, roots) == {}
+    (b/'seed-0').mkdir(); shutil.move(b/'02_x', b/'seed-0'/'02_x')     # the after-tree's layout: seed-0/ is mapped away
+    for d, extra in ((a, {}), (b/'seed-0', {'machine': {'threads': 2}})):
+        (d/'02_x'/'config.json').write_text(json.dumps({'params': {'seed': 0}, **extra}))
+    assert differences(a, b, roots) == {}
     w2 = w.clone(); w2.view(torch.int32)[3] ^= 1                    # one bit of one weight
-    torch.save({'model': {'w': w2}, 'config': {'frame_step': 2, 'init': str(tmp_path/'b'/'runs'/'m.pt')}}, b/'02_x'/'m.pt')
-    (b/'02_x'/'m.metrics.json').write_text(json.dumps({'mAP': 0.5000001, 'top5': None, 'config': {'frame_step': 2}}))
+    torch.save({'model': {'w': w2}, 'config': {'frame_step': 2, 'init': str(tmp_path/'b'/'runs'/'m.pt')}}, b/'seed-0/02_x/m.pt')
+    (b/'seed-0/02_x/m.metrics.json').write_text(json.dumps({'mAP': 0.5000001, 'top5': None, 'config': {'frame_step': 2}}))
     assert differences(a, b, roots) == {'02_x/m.pt': ['.model.w'], '02_x/m.metrics.json': ['.mAP']}
