@@ -336,10 +336,18 @@ def cmd_detect(a) -> int:
     return 0
 
 # %% ../nbs/30_cli.ipynb #9bee4db3
+def _seeds(s: str) -> list:
+    "An argparse type: `--seeds 0,1,2`, a comma-separated list of distinct integers >= 0."
+    try: v = [int(x) for x in s.split(',')]
+    except ValueError: v = None
+    if not v or any(x < 0 for x in v) or len(set(v)) != len(v):
+        raise argparse.ArgumentTypeError(f'must be a comma-separated list of distinct integers >= 0, e.g. 0,1,2 (got {s!r})')
+    return v
+
 def cmd_report(a) -> int:
     from restaurant_actions.experiments import run_report
     s = run_report(a.profile, out=a.out, notebooks=a.notebooks, only=a.only, resume=a.resume,
-                   parameters=_kv(a.param, '--param'), timeout=a.timeout, progress=not a.quiet)
+                   parameters=_kv(a.param, '--param'), timeout=a.timeout, progress=not a.quiet, seeds=a.seeds)
     failed = [n for n, e in s['experiments'].items() if e['status'] != 'ok']
     for n, e in s['experiments'].items():
         print(
@@ -518,8 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.__class__ = _TrainParser                                              # its help also lists the --set keys
     s.add_argument('config', help='profile name (smoke, quick, full) or a TrainConfig JSON file')
-    s.add_argument('--role', choices=('frame', 'sequence', 'yowo'), default='frame', help='with a profile: which model')
-    s.add_argument('--backbone', help="with --role yowo: the 3D backbone (default: the profile's last)")
+    s.add_argument('--role', choices=('frame', 'sequence', 'clip', 'yowo'), default='frame',
+                   help="with a profile: which model family (clip: YOWO; 'yowo' is its old name)")
+    s.add_argument('--backbone', help="with --role clip: the 3D backbone (default: the profile's last)")
     s.add_argument('--data', type=Path, help="native dataset folder (default: the profile's synthetic restaurant)")
     s.add_argument(
         '--top-k', type=_number(int), default=24, help='with a profile: train on the K most frequent classes (>= 1)'
@@ -594,8 +603,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument('--resume', action='store_true', help='skip experiments already done with the same parameters')
     s.add_argument(
-        '-p', '--param', action='append', metavar='KEY=VALUE', help='extra notebook parameter (e.g. seed=1); repeatable'
+        '-p', '--param', action='append', metavar='KEY=VALUE',
+        help='extra notebook parameter (e.g. data_dir=DIR; seed=1 is --seeds 1); repeatable'
     )
+    s.add_argument('--seeds', type=_seeds, metavar='N,N,...',
+                   help='run every training run once per seed, into <out>/seed-<n>/ (distinct integers >= 0, e.g. 0,1,2; '
+                        'default: 0); the report reads every seed there')
     s.add_argument('--timeout', type=_number(int), help='per-cell timeout in seconds (>= 1; default: none)')
     s.add_argument('--notebooks', type=Path, help='folder of experiment notebooks (default: nbs/experiments)')
     s.add_argument('-q', '--quiet', action='store_true', help='no progress bar'); s.set_defaults(fn=cmd_report)
