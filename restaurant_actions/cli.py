@@ -187,6 +187,7 @@ def cmd_anchors(a) -> int:
 
 # %% ../nbs/30_cli.ipynb #ef501a8b
 def cmd_models(a) -> int:
+    from restaurant_actions.families import get_family
     from restaurant_actions.models.registry import list_models, model_table
     names = (
         list_models(a.family, only=a.only) if a.only else [n for n in list_models(a.family) if not n.startswith('_')]
@@ -198,7 +199,7 @@ def cmd_models(a) -> int:
         + f"   input {a.size[0]}x{a.size[1]}, batch 1 (sequences: per frame; clips: per key frame)"
     )
     for r in rows:
-        per = r['T'] if r['family'] == 'sequence' else 1        # a clip model detects on one key frame per clip
+        per = get_family(r['family']).key_frames(r['T'])        # a clip model detects on one key frame per clip
         r['gflops_per_frame'] = r['gflops'] / per
         if a.time: r['seconds_per_frame'] = r['seconds'] / per
         print(f"{r['name']:24s} {r['family'] or '':9s} {r['params']:13,d} {r['gflops_per_frame']:13.2f}"
@@ -486,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_number(int),
         help="number of classes (>= 1; default: the builder's, e.g. 80 for YOLOv3, 24 for YOWO)",
     )
-    s.add_argument('--family', choices=('frame', 'sequence', 'clip'), help='only models of this family (default: all)')
+    s.add_argument('--family', help="only models of this family: 'frame', 'sequence', 'clip' or another registered one (default: all)")
     s.add_argument('--only', nargs='+', metavar='NAME', help='only these models (default: all)')
     s.add_argument('--time', action='store_true', help='also time one forward pass at batch 1')
     s.add_argument('--json', type=_out_file, metavar='FILE', help='also write the table as JSON')

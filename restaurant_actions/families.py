@@ -53,6 +53,10 @@ class Family:
         W, H = size
         return (batch, 3, H, W)
 
+    def key_frames(self, T: int) -> int:
+        "Key frames one input of `T` frames gives detections for (a model table's cost per frame divides by it)."
+        return 1
+
     def clip_input(self, clip: torch.Tensor) -> torch.Tensor:
         "The input batch of one sample from the frames `[T,3,H,W]` that end at its key frame: here the key frame alone."
         return clip[-1:]
@@ -167,6 +171,8 @@ class SequenceFamily(Family):
     def example_input(self, size, T=8, batch=1):
         W, H = size
         return (batch, T, 3, H, W)
+
+    def key_frames(self, T): return T                                   # every frame of its input is decoded
 
     def clip_input(self, clip): return clip[None]                       # its last output is the key frame's
 
