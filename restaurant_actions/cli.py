@@ -342,7 +342,8 @@ def _seeds(s: str) -> list:
     try: v = [int(x) for x in s.split(',')]
     except ValueError: v = None
     if not v or any(x < 0 for x in v) or len(set(v)) != len(v):
-        raise argparse.ArgumentTypeError(f'must be a comma-separated list of distinct integers >= 0, e.g. 0,1,2 (got {s!r})')
+        raise argparse.ArgumentTypeError(
+            f'must be a comma-separated list of distinct integers >= 0, e.g. 0,1,2 (got {s!r})')
     return v
 
 def cmd_report(a) -> int:
@@ -608,8 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
         help='extra notebook parameter (e.g. data_dir=DIR; seed=1 is --seeds 1); repeatable'
     )
     s.add_argument('--seeds', type=_seeds, metavar='N,N,...',
-                   help='run every training run once per seed, into <out>/seed-<n>/ (distinct integers >= 0, e.g. 0,1,2; '
-                        'default: 0); the report reads every seed there')
+                   help='run every training run once per seed, into <out>/seed-<n>/ (distinct integers >= 0, '
+                        'e.g. 0,1,2; default: 0); the report reads every seed there')
     s.add_argument('--timeout', type=_number(int), help='per-cell timeout in seconds (>= 1; default: none)')
     s.add_argument('--notebooks', type=Path, help='folder of experiment notebooks (default: nbs/experiments)')
     s.add_argument('-q', '--quiet', action='store_true', help='no progress bar'); s.set_defaults(fn=cmd_report)

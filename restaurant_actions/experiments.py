@@ -148,7 +148,8 @@ PARAMETERS = {   # what the experiment notebooks' parameters take (profile and o
 }
 
 def _is_seeds(v) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) > 0 and all(is_int(s) and s >= 0 for s in v) and len(set(v)) == len(v)
+    return (isinstance(v, (list, tuple)) and len(v) > 0 and all(is_int(s) and s >= 0 for s in v)
+            and len(set(v)) == len(v))
 
 def seed_folder(seed: int) -> str:
     "The folder of one seed's runs under `runs/<profile>/`: `seed-<n>`."
@@ -167,9 +168,11 @@ def machine_facts() -> dict:
     (intra- and inter-op), its parallel backend, whether oneDNN (mkldnn) is available, the CPU model, Python."""
     import torch
     info = torch.__config__.parallel_info()
-    backend = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('ATen parallel backend')), None)
-    return dict(torch=torch.__version__, threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(),
-                parallel_backend=backend, mkldnn=bool(torch.backends.mkldnn.is_available()), cpu=cpu_model(),
+    backend = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('ATen parallel backend')),
+                   None)
+    return dict(torch=torch.__version__, threads=torch.get_num_threads(),
+                interop_threads=torch.get_num_interop_threads(), parallel_backend=backend,
+                mkldnn=bool(torch.backends.mkldnn.is_available()), cpu=cpu_model(),
                 cpu_count=os.cpu_count(), python=platform.python_version())
 
 def check_parameters(params: dict) -> None:
@@ -183,7 +186,8 @@ def setup_experiment(name: str, profile: str = 'smoke', data_dir=None, out_dir=N
     `runs/<profile>/seed-<seed>/<name>` for an experiment given a `seed`, else `runs/<profile>/<name>`."""
     prof = get_profile(profile)
     check_parameters(dict(data_dir=data_dir, **params))
-    out = Path(out_dir) if out_dir else runs_dir()/profile/(seed_folder(params['seed']) if 'seed' in params else '')/name
+    seed_dir = seed_folder(params['seed']) if 'seed' in params else ''
+    out = Path(out_dir) if out_dir else runs_dir()/profile/seed_dir/name
     out.mkdir(parents=True, exist_ok=True)
     data = Path(data_dir) if data_dir else default_dataset(profile)
     exp = Experiment(name, prof, out, data, params)
@@ -291,7 +295,8 @@ def check_report(profile: str = 'quick', out=None, notebooks=None, only: list | 
     if 'seed' in params:
         check_parameters(dict(seed=params['seed']))
         if seeds is not None and list(seeds) != [params['seed']]:
-            raise ConfigError(f"parameters: 'seed' ({params['seed']}) and seeds ({list(seeds)}) disagree: give seeds only")
+            raise ConfigError(f"parameters: 'seed' ({params['seed']}) and seeds ({list(seeds)}) disagree: "
+                              'give seeds only')
         seeds = [params.pop('seed')] if seeds is None else seeds
     if own := [k for k in params if k in _OWN]:
         raise ConfigError(f"parameters: {', '.join(repr(k) for k in own)} cannot be given: run_report sets profile and out_dir itself "

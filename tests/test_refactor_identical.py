@@ -49,11 +49,12 @@ def smoke_report(src: Path, where: Path) -> Path:
 
 
 def files(d: Path) -> dict:
-    "`{path as compared: file}` of the `.json`/`.pt` files of a smoke report, 99_report left out, `seed-0/` mapped away."
+    "`{path as compared: file}` of a smoke report's `.json`/`.pt` files, 99_report left out, `seed-0/` mapped away."
     out = {}
     for p in d.rglob('*'):
         rel = p.relative_to(d)
-        if p.suffix not in ('.json', '.pt') or p.name.startswith('.') or p.name == 'summary.json' or rel.parts[0] == '99_report':
+        if (p.suffix not in ('.json', '.pt') or p.name.startswith('.') or p.name == 'summary.json'
+                or rel.parts[0] == '99_report'):
             continue
         key = Path(*rel.parts[1:]) if rel.parts[0] == 'seed-0' else rel
         assert key not in out, f'{rel}: twice, with and without seed-0/'
@@ -105,6 +106,8 @@ def test_differences_sees_a_changed_bit_and_not_a_rename(tmp_path):
         (d/'02_x'/'config.json').write_text(json.dumps({'params': {'seed': 0}, **extra}))
     assert differences(a, b, roots) == {}
     w2 = w.clone(); w2.view(torch.int32)[3] ^= 1                    # one bit of one weight
-    torch.save({'model': {'w': w2}, 'config': {'frame_step': 2, 'init': str(tmp_path/'b'/'runs'/'m.pt')}}, b/'seed-0/02_x/m.pt')
-    (b/'seed-0/02_x/m.metrics.json').write_text(json.dumps({'mAP': 0.5000001, 'top5': None, 'config': {'frame_step': 2}}))
+    torch.save({'model': {'w': w2}, 'config': {'frame_step': 2, 'init': str(tmp_path/'b'/'runs'/'m.pt')}},
+               b/'seed-0/02_x/m.pt')
+    (b/'seed-0/02_x/m.metrics.json').write_text(json.dumps({'mAP': 0.5000001, 'top5': None,
+                                                            'config': {'frame_step': 2}}))
     assert differences(a, b, roots) == {'02_x/m.pt': ['.model.w'], '02_x/m.metrics.json': ['.mAP']}

@@ -29,7 +29,8 @@ def check_two_seeds(runs: Path, experiments: list) -> dict:
     # each seed trained its own baseline: the seed is in its config, and the weights differ
     m0, m1 = (json.loads((runs/f'seed-{n}/02_yolo_baseline/yolo.metrics.json').read_text()) for n in (0, 1))
     assert (m0['config']['seed'], m1['config']['seed']) == (0, 1)
-    c0, c1 = (torch.load(runs/f'seed-{n}/02_yolo_baseline/checkpoint_yolo.pt', weights_only=True)['model'] for n in (0, 1))
+    c0, c1 = (torch.load(runs/f'seed-{n}/02_yolo_baseline/checkpoint_yolo.pt', weights_only=True)['model']
+              for n in (0, 1))
     assert tensors_differ(c0, c1)
     cfg = json.loads((runs/'seed-1/02_yolo_baseline/config.json').read_text())
     assert cfg['params'] == {'seed': 1} and {'torch', 'threads', 'mkldnn', 'cpu'} <= set(cfg['machine'])
@@ -39,7 +40,8 @@ def check_two_seeds(runs: Path, experiments: list) -> dict:
     cell = r['table1']['frame YOLOv3']['Top 24 overall']
     assert '(range ' in cell and '2 of 2 seeds' in cell and cell.count(' [') == 2 and 'per seed: ' in cell, cell
     if '04_yowo_backbones' not in experiments: assert r['table1']['YOWO']['Top 24 overall'] == 'not run'
-    assert all(f['seeds'] == 2 and (f['verdict'] in VERDICTS or f['verdict'].startswith('mixed (')) for f in r['findings'])
+    assert all(f['seeds'] == 2 and (f['verdict'] in VERDICTS or f['verdict'].startswith('mixed ('))
+               for f in r['findings'])
     assert (runs/'99_report/comparisons_per_seed.png').exists()
     assert 'Each verdict is judged on 2 seeds.' in (runs/'99_report/99_report.html').read_text()
     return r
@@ -51,15 +53,16 @@ def test_two_seeds_of_the_baseline(tmp_path, monkeypatch):
         if v.endswith('_NUM_THREADS'): monkeypatch.setenv(v, x)
     monkeypatch.setenv('RESTAURANT_ACTIONS_RUNS', str(tmp_path))         # upstream runs are looked up there
     s = run_report('smoke', only=['02', '99'], seeds=[0, 1], timeout=600, progress=False)
-    assert all(e['status'] == 'ok' for e in s['experiments'].values()), {n: e['error'] for n, e in s['experiments'].items()}
+    assert all(e['status'] == 'ok' for e in s['experiments'].values()), {n: e['error']
+                                                                          for n, e in s['experiments'].items()}
     check_two_seeds(tmp_path/'smoke', ['02_yolo_baseline'])
 
 
 @pytest.mark.skipif(not SLOW, reason='slow: the whole smoke report twice over (RESTAURANT_ACTIONS_TEST_FLAGS=slow)')
 def test_smoke_report_with_two_seeds(tmp_path):
     "`make report PROFILE=smoke SEEDS=0,1`, as the Makefile runs it: every experiment per seed, findings over both."
-    r = subprocess.run([str(EXE), 'report', '--profile', 'smoke', '--seeds', '0,1', '-q'], capture_output=True, text=True,
-                       timeout=1800, env=dict(ENV, RESTAURANT_ACTIONS_RUNS=str(tmp_path)))
+    r = subprocess.run([str(EXE), 'report', '--profile', 'smoke', '--seeds', '0,1', '-q'], capture_output=True,
+                       text=True, timeout=1800, env=dict(ENV, RESTAURANT_ACTIONS_RUNS=str(tmp_path)))
     assert r.returncode == 0, r.stdout + r.stderr[-3000:]
     exps = ['00_dataset', '01_pretrain', '02_yolo_baseline', '03_recurrent_yolo', '04_yowo_backbones',
             '05_yowo_anchors_freeze']
