@@ -285,17 +285,23 @@ def pin_cpu_kernels(env=None) -> dict:
     return new
 
 def numerics() -> dict:
-    "What a run's floating-point results depend on besides its seed: versions, threads, CPU kernels, the processor."
+    """What a run's floating-point results depend on besides its code and seed: versions, threads (intra- and
+    inter-op) and parallel backend, the CPU kernels (ATen's capability, `KERNEL_ENV`), oneDNN, the processor."""
     import platform
     flags = cpu_flags()
     try: model = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines()
-                       if l.startswith('model name')), platform.processor())
-    except OSError: model = platform.processor()
-    return dict(torch=torch.__version__, numpy=np.__version__, threads=torch.get_num_threads(),
-                cpu_capability=torch.backends.cpu.get_cpu_capability(), cpu=model, machine=platform.machine(),
+                       if l.startswith('model name')), None)
+    except OSError: model = None
+    info = torch.__config__.parallel_info()
+    backend = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('ATen parallel backend')), None)
+    return dict(torch=torch.__version__, numpy=np.__version__, python=platform.python_version(),
+                threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(), parallel_backend=backend,
+                cpu_capability=torch.backends.cpu.get_cpu_capability(), mkldnn=bool(torch.backends.mkldnn.is_available()),
+                **{k: os.environ.get(k) for k in KERNEL_ENV}, cpu=model or platform.processor() or 'unknown',
+                cpu_count=os.cpu_count(), machine=platform.machine(),
                 cpu_flags=sorted(f for f in flags if f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_tile', 'fma')),
-                **{k: os.environ.get(k) for k in KERNEL_ENV},
                 cuda=torch.version.cuda if torch.cuda.is_available() else None)
+
 
 # %% ../nbs/00_core.ipynb #c7713667
 def get_device(device: str | torch.device | None = None) -> torch.device:

@@ -11,16 +11,17 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .core import Config, ConfigError, atomic_write, data_dir, get_logger, project_root, runs_dir, save_json
+from .core import (Config, ConfigError, atomic_write, data_dir, get_logger, numerics, pin_cpu_kernels,
+                                     project_root, runs_dir, save_json)
 from .data.annotations import Dataset, load_dataset
 from .data.synthetic import SynthConfig, make_synthetic
 from .core import check_param, is_int
 from .metrics import metrics_to_json
 
 # %% auto #0
-__all__ = ['PROFILES', 'PARAMETERS', 'Profile', 'get_profile', 'default_dataset', 'Experiment', 'seed_folder', 'cpu_model',
-           'machine_facts', 'check_parameters', 'setup_experiment', 'experiment_notebooks', 'notebook_parameters',
-           'report_plan', 'check_report', 'run_report']
+__all__ = ['PROFILES', 'PARAMETERS', 'Profile', 'get_profile', 'default_dataset', 'Experiment', 'seed_folder', 'check_parameters',
+           'setup_experiment', 'experiment_notebooks', 'notebook_parameters', 'report_plan', 'check_report',
+           'run_report']
 
 # %% ../nbs/23_experiments.ipynb #1d207c9d
 @dataclass
@@ -155,33 +156,13 @@ def seed_folder(seed: int) -> str:
     "The folder of one seed's runs under `runs/<profile>/`: `seed-<n>`."
     return f'seed-{seed}'
 
-def cpu_model() -> str:
-    "The CPU's model name (`/proc/cpuinfo`'s 'model name', else `platform.processor()`, else 'unknown')."
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or 'unknown'
-
-def machine_facts() -> dict:
-    """What the numbers of a run may depend on besides the code and the seed: torch's version, its threads
-    (intra- and inter-op), its parallel backend, whether oneDNN (mkldnn) is available, the CPU model, Python."""
-    import torch
-    info = torch.__config__.parallel_info()
-    backend = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('ATen parallel backend')),
-                   None)
-    return dict(torch=torch.__version__, threads=torch.get_num_threads(),
-                interop_threads=torch.get_num_interop_threads(), parallel_backend=backend,
-                mkldnn=bool(torch.backends.mkldnn.is_available()), cpu=cpu_model(),
-                cpu_count=os.cpu_count(), python=platform.python_version())
-
 def check_parameters(params: dict) -> None:
     "`ConfigError` `'<name>: must be ... (got ...)'` for the first value in `params` outside its range in `PARAMETERS` (other names pass)."
     for k, v in params.items():
         if k in PARAMETERS: check_param(k, str(v) if isinstance(v, Path) else v, *PARAMETERS[k])
 
 def setup_experiment(name: str, profile: str = 'smoke', data_dir=None, out_dir=None, **params) -> Experiment:
-    """Resolve profile, output folder and dataset of experiment `name`; writes `config.json` (with `machine_facts()`).
+    """Resolve profile, output folder and dataset of experiment `name`; writes `config.json` (with `core.numerics()`).
     Values are checked (`check_parameters`) before anything is written. The default folder is
     `runs/<profile>/seed-<seed>/<name>` for an experiment given a `seed`, else `runs/<profile>/<name>`."""
     prof = get_profile(profile)
@@ -192,7 +173,7 @@ def setup_experiment(name: str, profile: str = 'smoke', data_dir=None, out_dir=N
     data = Path(data_dir) if data_dir else default_dataset(profile)
     exp = Experiment(name, prof, out, data, params)
     save_json(dict(experiment=name, profile=prof.to_dict(), data_dir=str(data), out_dir=str(out), params=params,
-                   machine=machine_facts()),
+                   machine=numerics()),
               out/'config.json', indent=1)
     return exp
 
@@ -332,6 +313,7 @@ def run_report(profile: str = 'quick', out=None, notebooks=None, only: list | No
     the summary. Everything is checked first (`check_report`): a refusal creates nothing. An experiment is marked
     `running` in `summary.json` while it runs, `interrupted` on Ctrl-C, so `resume` runs it again (seed by seed)."""
     out, nbs, old, parameters, seeds = check_report(profile, out, notebooks, only, parameters, timeout, seeds)
+    pin_cpu_kernels()        # the notebook kernels use the same CPU kernels on any AVX2 machine (chapter 00)
     import papermill as pm
     out.mkdir(parents=True, exist_ok=True)
     log = get_logger('restaurant_actions.experiments')
