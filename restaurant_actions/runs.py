@@ -20,10 +20,10 @@ from .train import Trainer, TrainConfig
 # %% auto #0
 __all__ = ['DATASET', 'PRETRAIN', 'BASELINE', 'RECURRENT', 'BACKBONES', 'ANCHORS_FREEZE', 'REPORT', 'EXPERIMENTS',
            'FRAME_PRETRAINED', 'YOWO_PRETRAINED', 'FRAME_BASELINE', 'PLACEMENTS', 'ROLES', 'ROLE_ALIASES',
-           'recurrent_variant', 'yowo_variant', 'frozen_variant', 'table_runs', 'check_trainable', 'prepare_data',
-           'experiment_data', 'top_classes', 'backbones_3d', 'train_config', 'run_variant', 'seed_runs', 'find_variant',
-           'seeds_present', 'load_results', 'study_numbers', 'pretrain_frame', 'pretrained_frame', 'baseline_config',
-           'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief']
+           'ROLE_SETTINGS', 'recurrent_variant', 'yowo_variant', 'frozen_variant', 'table_runs', 'check_trainable',
+           'prepare_data', 'experiment_data', 'top_classes', 'backbones_3d', 'train_config', 'run_variant', 'seed_runs',
+           'find_variant', 'seeds_present', 'load_results', 'study_numbers', 'pretrain_frame', 'pretrained_frame',
+           'baseline_config', 'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief']
 
 # %% ../nbs/24b_runs.ipynb #f62e1cc2
 DATASET, PRETRAIN, BASELINE, RECURRENT, BACKBONES, ANCHORS_FREEZE, REPORT = (
@@ -105,6 +105,29 @@ def backbones_3d() -> list:
     from restaurant_actions.models.backbones3d import BACKBONES3D, YOWO_BACKBONE3D_NAMES
     return [*BACKBONES3D, *YOWO_BACKBONE3D_NAMES]
 
+class _Role:
+    "The training settings one role takes from a profile: `settings(profile, backbone)` -> TrainConfig fields."
+    def __init__(self, fn, takes_backbone: bool = False): self.fn, self.takes_backbone = fn, takes_backbone
+    def __call__(self, p, backbone=None) -> dict: return self.fn(p, backbone)
+
+def _frame_settings(p, backbone) -> dict:
+    kw = dict(p.frame_model)
+    return dict(model=kw.pop('model'), model_kwargs=kw, T=1)
+
+def _sequence_settings(p, backbone) -> dict:
+    kw = dict(p.seq_model)
+    # BatchNorm keeps the ported baseline's statistics: a batch of consecutive frames of a few streams is correlated
+    return dict(model=kw.pop('model'), model_kwargs=kw, T=p.seq_T, frame_step=p.seq_every, batch_size=p.seq_batch,
+                lr=p.seq_lr, clip_min=max(2 * p.seq_T * p.seq_every, 20), freeze_bn=True)
+
+def _clip_settings(p, backbone) -> dict:
+    return dict(model='yowo', model_kwargs=dict(p.yowo_model, backbone_3d=backbone), T=p.T, frame_step=p.clip_rate,
+                steps=p.yowo_steps, batch_size=p.yowo_batch, checkpoint_every=max(10, p.yowo_steps // 4))
+
+# each role's settings under a profile (the profile's fields named per model), one entry per role of ROLES
+ROLE_SETTINGS = dict(frame=_Role(_frame_settings), sequence=_Role(_sequence_settings),
+                     clip=_Role(_clip_settings, takes_backbone=True))
+
 def train_config(profile: Profile, role: str, classes: list, seed: int = 0, **over) -> TrainConfig:
     """The `TrainConfig` of `role` ('frame', 'sequence', 'clip': the model families; 'yowo' is the old name of 'clip')
     under `profile`; `over` replaces fields (and `backbone_3d`, with role 'clip', picks YOWO's 3D backbone: one of
@@ -116,10 +139,11 @@ def train_config(profile: Profile, role: str, classes: list, seed: int = 0, **ov
                           f"(got {role!r})")
     role = ROLE_ALIASES.get(role, role)
     backbone = over.pop('backbone_3d', None)
-    if backbone is not None and role != 'clip':
+    settings = ROLE_SETTINGS[role]
+    if backbone is not None and not settings.takes_backbone:
         raise ConfigError(f"backbone_3d: only a YOWO run (role 'clip') has a 3D backbone (got {backbone!r} "
                           f"with role {role!r})")
-    if role == 'clip':
+    if settings.takes_backbone:
         backbone = p.backbones[-1] if backbone is None else backbone
         if not (isinstance(backbone, str) and backbone.lower() in backbones_3d()):
             raise ConfigError(f"backbone_3d: must be one of {', '.join(backbones_3d())} (got {backbone!r})")
@@ -129,17 +153,7 @@ def train_config(profile: Profile, role: str, classes: list, seed: int = 0, **ov
     common = dict(input_size=list(p.input_size), steps=p.steps, batch_size=p.batch_size, lr=p.lr, warmup=p.warmup,
                   eval_stride=p.eval_stride, amp=p.amp, device=p.device, seed=seed, classes=list(classes),
                   augment=p.augment, checkpoint_every=max(10, p.steps // 4))
-    if role == 'frame':
-        kw = dict(p.frame_model); cfg = dict(model=kw.pop('model'), model_kwargs=kw, T=1)
-    elif role == 'sequence':
-        kw = dict(p.seq_model)
-        # BatchNorm keeps the ported baseline's statistics: a batch of consecutive frames of a few streams is correlated
-        cfg = dict(model=kw.pop('model'), model_kwargs=kw, T=p.seq_T, frame_step=p.seq_every, batch_size=p.seq_batch,
-                   lr=p.seq_lr, clip_min=max(2 * p.seq_T * p.seq_every, 20), freeze_bn=True)
-    else:
-        cfg = dict(model='yowo', model_kwargs=dict(p.yowo_model, backbone_3d=backbone), T=p.T,
-                   frame_step=p.clip_rate, steps=p.yowo_steps, batch_size=p.yowo_batch,
-                   checkpoint_every=max(10, p.yowo_steps // 4))
+    cfg = settings(p, backbone)
     return TrainConfig(**{**common, **cfg, **over}).check()
 
 # %% ../nbs/24b_runs.ipynb #b01b48ec
