@@ -139,28 +139,30 @@ def study_yolo_beats_yowo(r: dict, study: dict) -> Finding | None:
                    dict(difference=ours[0] - ours[1], half_width=_half_width(ci(yolo, 'top5'), ci(yowo, 'top5')),
                         frame_yolo=ours[0], yowo=ours[1], study=list(s)), v)
 
+def _top24_claim(key: str, better: dict | None, worse: dict | None, words: dict, sentence) -> Finding | None:
+    """A claim that run `better` beats run `worse` on the top 24: the difference, its verdict (not tested when neither
+    run learned to detect) and `sentence(difference, words[verdict])`; None when a run is missing."""
+    if not (better and worse): return None
+    _, _, n = _compare(better, worse, 'top24'); d = n['difference']
+    v = NOT_TESTED if not (learned(better) or learned(worse)) else difference_verdict(d)
+    return Finding(key, sentence(d, words[v]), n, v)
+
 def custom_anchors(r: dict) -> Finding | None:
     "The study's claim: YOWO with custom (k-means) anchors beats YOWO with UCF101-24's anchors (top-24)."
     yowo, ua = r['yowo'], r['ucf']
-    if not (yowo and ua): return None
-    a, b, n = _compare(yowo, ua, 'top24'); d = n['difference']
-    v = NOT_TESTED if not (learned(yowo) or learned(ua)) else difference_verdict(d)
-    effect = {NOT_TESTED: 'not tested: neither run learned to detect', REPRODUCES: 'they help',
-              DOES_NOT_REPRODUCE: 'they hurt', NO_CLEAR_DIFFERENCE: 'no clear difference'}[v]
-    return Finding('custom_anchors', f"Custom anchors vs YOWO's UCF101-24 anchors (top-24): {d:+.1f} AP points "
-                   f"({effect}; localization recall {yowo['localization_recall']:.3f} vs "
-                   f"{ua['localization_recall']:.3f}).", n, v)
+    words = {NOT_TESTED: 'not tested: neither run learned to detect', REPRODUCES: 'they help',
+             DOES_NOT_REPRODUCE: 'they hurt', NO_CLEAR_DIFFERENCE: 'no clear difference'}
+    return _top24_claim('custom_anchors', yowo, ua, words, lambda d, w: (
+        f"Custom anchors vs YOWO's UCF101-24 anchors (top-24): {d:+.1f} AP points ({w}; localization recall "
+        f"{yowo['localization_recall']:.3f} vs {ua['localization_recall']:.3f})."))
 
 def finetune_vs_frozen(r: dict) -> Finding | None:
     "The study's claim: fine-tuning YOWO's backbones beats freezing them (custom anchors, top-24)."
-    fz, ft = r['frozen'], r['finetuned']
-    if not (fz and ft): return None
-    a, b, n = _compare(ft, fz, 'top24'); d = n['difference']
-    v = NOT_TESTED if not (learned(ft) or learned(fz)) else difference_verdict(d)
-    said = {NOT_TESTED: 'cannot be tested: neither run learned to detect', REPRODUCES: 'reproduces',
-            DOES_NOT_REPRODUCE: 'does not reproduce', NO_CLEAR_DIFFERENCE: 'no clear difference'}[v]
-    return Finding('finetune_vs_frozen', f"Fine-tuning vs frozen backbones (custom anchors, top-24): {d:+.1f} AP "
-                   f"points; the study also found fine-tuning best ({said}).", n, v)
+    words = {NOT_TESTED: 'cannot be tested: neither run learned to detect', REPRODUCES: 'reproduces',
+             DOES_NOT_REPRODUCE: 'does not reproduce', NO_CLEAR_DIFFERENCE: 'no clear difference'}
+    return _top24_claim('finetune_vs_frozen', r['finetuned'], r['frozen'], words, lambda d, w: (
+        f"Fine-tuning vs frozen backbones (custom anchors, top-24): {d:+.1f} AP points; the study also found "
+        f"fine-tuning best ({w})."))
 
 # %% ../nbs/24d_findings.ipynb #594d8b82
 def probe_finding(pair: str, r: dict) -> Finding:
