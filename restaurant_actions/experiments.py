@@ -33,9 +33,9 @@ class Profile(Config):
     pretrain_scene: int = 1         # 01_pretrain's scene: another restaurant (stands in for UCF101-24)
     input_size: list = field(default_factory=lambda: [128, 128])   # W, H: multiples of 32
     T: int = 8                      # YOWO's clip length
-    clip_rate: int = 1              # YOWO's sampling rate d: a clip takes one frame in `clip_rate` (it spans (T-1)·d + 1 frames)
+    frame_step: int = 1             # YOWO's sampling rate d: a clip takes one frame in `frame_step` (it spans (T-1)·d + 1 frames)
     seq_T: int = 4                  # Recurrent YOLO's sub-sequence length
-    seq_every: int = 1              # Recurrent YOLO's sparse frames (one in N)
+    seq_frame_step: int = 1              # Recurrent YOLO's sparse frames (one in N)
     steps: int = 200                # optimizer steps per run
     pretrain_steps: int = 200
     yowo_pretrain_steps: int | None = None   # YOWO's pretraining budget (None: `pretrain_steps`)
@@ -65,17 +65,17 @@ PROFILES = {
                      frame_model=dict(model='yolov3_tiny', width=0.125, loss='modern'),
                      seq_model=dict(model='recurrent_yolov3_tiny', width=0.125, loss='modern'),
                      yowo_model=dict(width_mult=0.25, backbone_2d='yolov3_tiny', width_2d=0.125, cfam_channels=32, loss='modern'),
-                     clip_rate=2),
+                     frame_step=2),
     'quick': Profile('quick', 'the whole report on 2 CPU cores in about 20 minutes (10 training runs)',
                      SynthConfig(minutes=10, fps=10, size=(320, 240), segment_minutes=1, seed=0, hand_scale=2.0, imbalance=0.8),
-                     T=4, steps=500, pretrain_steps=600, yowo_steps=300, yowo_batch=16, yowo_pretrain_steps=1500, clip_rate=3,
+                     T=4, steps=500, pretrain_steps=600, yowo_steps=300, yowo_batch=16, yowo_pretrain_steps=1500, frame_step=3,
                      seq_lr=2e-4,
                      yowo_model=dict(width_mult=0.25, backbone_2d='yolov3_tiny', width_2d=0.5, cfam_channels=128, loss='modern',
                                      clip_scale=0.5),
                      backbones=['resnet18', 'resnet50'], augment=False),
     'full': Profile('full', "the study's scale (100 minutes of two views, 224², 16-frame clips, full widths), for a GPU",
                     SynthConfig(minutes=50, fps=30, size=(640, 480), segment_minutes=5, seed=0),
-                    input_size=[224, 224], T=16, seq_T=8, seq_every=2, steps=20000, pretrain_steps=20000, yowo_steps=20000,
+                    input_size=[224, 224], T=16, seq_T=8, seq_frame_step=2, steps=20000, pretrain_steps=20000, yowo_steps=20000,
                     yowo_batch=32, batch_size=32,
                     seq_batch=8, lr=1e-3, warmup=500, eval_stride=1, bootstrap=1000,
                     frame_model=dict(model='yolov3', width=1.0, loss='modern'),
@@ -240,15 +240,15 @@ def _seed_of(key: str) -> int | None:
     return int(m.group(1)) if m else None
 
 def report_plan(nbs: list, seeds: list) -> list:
-    """`(key, notebook, its own parameters)` in the order `run_report` runs them: a notebook that takes `seed` once per
-    seed (key `seed-<n>/<name>`), seed by seed in name order; then, in name order, a notebook that takes `seeds`
-    once with all of them (the report: it reads every seed) and one that takes neither once (key `<name>`)."""
+    """`(key, notebook, its own parameters)` in the order `run_report` runs them: first, in name order, a notebook that
+    takes neither `seed` nor `seeds` once (key `<name>`: every seed shares it, as the dataset and the pretraining); then
+    a notebook that takes `seed` once per seed (key `seed-<n>/<name>`), seed by seed in name order; last, a notebook
+    that takes `seeds` once with all of them (the report: it reads every seed)."""
     takes = {nb: notebook_parameters(nb) for nb in nbs}
+    shared = [(nb.stem, nb, {}) for nb in nbs if 'seed' not in takes[nb] and 'seeds' not in takes[nb]]
     per_seed = [(f'{seed_folder(s)}/{nb.stem}', nb, dict(seed=s)) for s in seeds for nb in nbs if 'seed' in takes[nb]
                 and 'seeds' not in takes[nb]]
-    once = [(nb.stem, nb, dict(seeds=list(seeds)) if 'seeds' in takes[nb] else {}) for nb in nbs
-            if 'seeds' in takes[nb] or 'seed' not in takes[nb]]
-    return per_seed + once
+    return shared + per_seed + [(nb.stem, nb, dict(seeds=list(seeds))) for nb in nbs if 'seeds' in takes[nb]]
 
 def check_report(profile: str = 'quick', out=None, notebooks=None, only: list | None = None, parameters: dict | None = None,
                  timeout: int | None = None, seeds: list | None = None) -> tuple:

@@ -116,6 +116,17 @@ class Family:
         "The input in channels-last layout (the fast path of chapter 22)."
         return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
+    # ---- what a linear probe reads (chapter 24c)
+    def probe_frames(self, T: int) -> int:
+        "Frames of the clip (ending at the key frame) a probe gives a model of the family trained on inputs of `T`."
+        return T
+
+    def probe_maps(self, model: nn.Module, clip: torch.Tensor) -> dict:
+        """`{name: [(feature map [B,C,h,w], its stride in pixels), ...]}` of the key frames of clips `[B,3,T,H,W]`
+        (each clip's last frame) that a linear probe reads at a box's centre, one map per head where the features
+        are per head; a frame model has none."""
+        return {}
+
 # %% ../nbs/16_families.ipynb #c65fe8ae
 class ClipFamily(Family):
     """Clip models (YOWO): a sample is the clip of `T` frames, `frame_step` apart, ending at the key frame
@@ -156,6 +167,12 @@ class ClipFamily(Family):
         return ring[s.to(ring.device)].permute(0, 4, 1, 2, 3)                           # [B, 3, T, H, W]
 
     def channels_last(self, x): return x.contiguous(memory_format=torch.channels_last_3d)
+
+    def probe_maps(self, model, clip):
+        "YOWO's 3D branch, 2D branch and their fusion (CFAM), at the head's stride."
+        f3, f2 = model.forward_features(clip)
+        fused = model.cfam(torch.cat([f3, f2], 1))
+        return {'3D branch': [(f3, model.stride)], '2D branch': [(f2, model.stride)], 'fused': [(fused, model.stride)]}
 
 # %% ../nbs/16_families.ipynb #db18458d
 class SequenceFamily(Family):
@@ -224,6 +241,27 @@ class SequenceFamily(Family):
 
     def stream_input(self, ring, slots, keys, T, frame_step):
         return super().stream_input(ring, slots, keys, T, frame_step)[None]            # [1, B, 3, H, W]
+
+    def probe_frames(self, T): return 4 * T        # the state has run through four training sub-sequences
+
+    def probe_maps(self, model, clip):
+        """At every ConvLSTM block (one per head), on the clip's last frame after the state ran from zeros through the
+        clip: the features that enter the block, the ConvLSTM's hidden state, and the block's output
+        (`x + P(state)`, what the head reads)."""
+        B, T = clip.shape[0], clip.shape[2]
+        seen = {}
+        def grab(k):
+            def hook(block, args, out):
+                last = lambda t: t.view(B, T, *t.shape[1:])[:, -1]
+                seen[k] = (last(args[0]), out[1][-1][0], last(out[0]))    # input, last layer's h, output
+            return hook
+        hooks = [b.register_forward_hook(grab(k)) for k, b in enumerate(model.blocks)]
+        try: model(clip.permute(0, 2, 1, 3, 4))
+        finally:
+            for h in hooks: h.remove()
+        strides = [model.yolo.darknet._info[p]['stride'] for p in model.points]
+        return {name: [(seen[k][n], s) for k, s in enumerate(strides)]
+                for n, name in enumerate(('before ConvLSTM', 'ConvLSTM state', 'after ConvLSTM'))}
 
 # %% ../nbs/16_families.ipynb #b88381b5
 FAMILIES: dict = {}     # name: the family's adapter

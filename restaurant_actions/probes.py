@@ -13,28 +13,27 @@ from sklearn.preprocessing import StandardScaler
 from torchvision.ops import roi_align
 
 from .data.datasets import ClipDataset, collate_detections
+from .families import family_of, model_device
 
 # %% auto #0
-__all__ = ['PROBE_FEATURES', 'pair_probe']
+__all__ = ['PIXEL_FEATURES', 'pair_probe']
 
 # %% ../nbs/24c_probes.ipynb #9e19bbaf
-PROBE_FEATURES = ('clip pixels', 'key-frame pixels', '3D branch', '2D branch', 'fused')
+PIXEL_FEATURES = ('clip pixels', 'key-frame pixels')    # with no model; a model adds its family's (`probe_maps`)
 
-def _pair_features(data: tuple, part: str, ids: tuple, T: int, d: int, model=None, crop: int = 8,
+def _pair_features(data: tuple, part: str, ids: tuple, T: int, frame_step: int, model=None, crop: int = 8,
                    batch: int = 32) -> tuple:
     "`({feature: [N, D]}, y [N])` for the true boxes of classes `ids` on the key frames of `part` (y = 1 for `ids[1]`)."
     ds, cache, split = data
-    cd = ClipDataset(ds, cache, split, part, T=T, frame_step=d, negatives=False)
+    cd = ClipDataset(ds, cache, split, part, T=T, frame_step=frame_step, negatives=False)
     keep = [i for i, (vi, f) in enumerate(cd.keys) if np.isin(cd.labels(ds.videos[int(vi)].id, int(f))[1], ids).any()]
-    feats, ys = {k: [] for k in PROBE_FEATURES}, []
-    dev = next(model.parameters()).device if model is not None else 'cpu'
+    feats, ys = {k: [] for k in PIXEL_FEATURES}, []
+    fam = family_of(model) if model is not None else None
     for j in range(0, len(keep), batch):
         b = collate_detections([cd[i] for i in keep[j:j + batch]])
         maps = {}
         if model is not None:
-            with torch.inference_mode():
-                f3, f2 = model.forward_features(b['clip'].to(dev))
-                maps = {'3D branch': f3, '2D branch': f2, 'fused': model.cfam(torch.cat([f3, f2], 1))}
+            with torch.inference_mode(): maps = fam.probe_maps(model, b['clip'].to(model_device(model)))
         for k, (boxes, classes) in enumerate(zip(b['boxes'], b['classes'])):
             sel = np.isin(classes.numpy(), ids)
             if not sel.any(): continue
@@ -46,20 +45,20 @@ def _pair_features(data: tuple, part: str, ids: tuple, T: int, d: int, model=Non
                                         crop, aligned=True) for q, s in zip(c, h)])       # [n, T, 3, crop, crop]
             feats['clip pixels'] += list(px.flatten(1).numpy())
             feats['key-frame pixels'] += list(px[:, -1].flatten(1).numpy())
-            for name, m in maps.items():
-                gx = (c[:, 0] / model.stride).long().clamp(0, m.shape[-1] - 1)
-                gy = (c[:, 1] / model.stride).long().clamp(0, m.shape[-2] - 1)
-                feats[name] += list(m[k][:, gy, gx].T.float().cpu().numpy())
+            for name, ms in maps.items():                 # each map at the cell of the box's centre, heads side by side
+                at = lambda m, s: m[k][:, (c[:, 1] / s).long().clamp(0, m.shape[-2] - 1),
+                                       (c[:, 0] / s).long().clamp(0, m.shape[-1] - 1)].T.float().cpu().numpy()
+                feats.setdefault(name, []).extend(np.concatenate([at(m, s) for m, s in ms], 1))
             ys += (classes[sel] == ids[1]).long().tolist()
     return {k: np.array(v) for k, v in feats.items() if v}, np.array(ys, np.int64)
 
-def pair_probe(data: tuple, pairs: list, T: int, d: int = 1, model=None, C: float = 0.1) -> dict:
+def pair_probe(data: tuple, pairs: list, T: int, frame_step: int = 1, model=None, C: float = 0.1) -> dict:
     """Per pair `(a, b)` of class names: box counts and the held-out ROC AUC of a linear probe on each feature
     (None: too few boxes)."""
     ds, out = data[0], {}
     for a, b in pairs:
         ids = (ds.classes.index(a), ds.classes.index(b))
-        (Xtr, ytr), (Xte, yte) = (_pair_features(data, p, ids, T, d, model) for p in ('train', 'test'))
+        (Xtr, ytr), (Xte, yte) = (_pair_features(data, p, ids, T, frame_step, model) for p in ('train', 'test'))
         r = dict(classes=[a, b], n_train=np.bincount(ytr, minlength=2).tolist(),
                  n_test=np.bincount(yte, minlength=2).tolist())
         ok = min(r['n_train']) >= 2 and min(r['n_test']) >= 1

@@ -20,10 +20,11 @@ from .train import Trainer, TrainConfig
 # %% auto #0
 __all__ = ['DATASET', 'PRETRAIN', 'BASELINE', 'RECURRENT', 'BACKBONES', 'ANCHORS_FREEZE', 'REPORT', 'EXPERIMENTS',
            'FRAME_PRETRAINED', 'YOWO_PRETRAINED', 'FRAME_BASELINE', 'PLACEMENTS', 'ROLES', 'ROLE_ALIASES',
-           'ROLE_SETTINGS', 'recurrent_variant', 'yowo_variant', 'frozen_variant', 'table_runs', 'check_trainable',
-           'prepare_data', 'experiment_data', 'top_classes', 'backbones_3d', 'train_config', 'run_variant', 'seed_runs',
-           'find_variant', 'seeds_present', 'load_results', 'study_numbers', 'pretrain_frame', 'pretrained_frame',
-           'baseline_config', 'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief']
+           'ROLE_SETTINGS', 'PRETRAIN_SEED', 'recurrent_variant', 'yowo_variant', 'frozen_variant', 'table_runs',
+           'check_trainable', 'prepare_data', 'experiment_data', 'top_classes', 'backbones_3d', 'train_config',
+           'run_variant', 'seed_runs', 'find_variant', 'seeds_present', 'load_results', 'study_numbers',
+           'pretrain_frame', 'pretrained_frame', 'baseline_config', 'yowo_2d_is_frame_model', 'pretrain_yowo',
+           'upstream', 'brief']
 
 # %% ../nbs/24b_runs.ipynb #f62e1cc2
 DATASET, PRETRAIN, BASELINE, RECURRENT, BACKBONES, ANCHORS_FREEZE, REPORT = (
@@ -117,11 +118,11 @@ def _frame_settings(p, backbone) -> dict:
 def _sequence_settings(p, backbone) -> dict:
     kw = dict(p.seq_model)
     # BatchNorm keeps the ported baseline's statistics: a batch of consecutive frames of a few streams is correlated
-    return dict(model=kw.pop('model'), model_kwargs=kw, T=p.seq_T, frame_step=p.seq_every, batch_size=p.seq_batch,
-                lr=p.seq_lr, clip_min=max(2 * p.seq_T * p.seq_every, 20), freeze_bn=True)
+    return dict(model=kw.pop('model'), model_kwargs=kw, T=p.seq_T, frame_step=p.seq_frame_step, batch_size=p.seq_batch,
+                lr=p.seq_lr, clip_min=max(2 * p.seq_T * p.seq_frame_step, 20), freeze_bn=True)
 
 def _clip_settings(p, backbone) -> dict:
-    return dict(model='yowo', model_kwargs=dict(p.yowo_model, backbone_3d=backbone), T=p.T, frame_step=p.clip_rate,
+    return dict(model='yowo', model_kwargs=dict(p.yowo_model, backbone_3d=backbone), T=p.T, frame_step=p.frame_step,
                 steps=p.yowo_steps, batch_size=p.yowo_batch, checkpoint_every=max(10, p.yowo_steps // 4))
 
 # each role's settings under a profile (the profile's fields named per model), one entry per role of ROLES
@@ -191,10 +192,12 @@ def seed_runs(profile: str, seed: int = 0, root=None) -> Path:
     return Path(root or runs_dir())/profile/seed_folder(seed)
 
 def find_variant(profile: str, experiment: str, variant: str, root=None, seed: int = 0) -> tuple:
-    "`(metrics, checkpoint path)` of a variant another experiment ran with `seed` (None, None when it has not)."
-    d = seed_runs(profile, seed, root)/experiment
-    m, c = d/f'{variant}.metrics.json', d/f'checkpoint_{variant}.pt'
-    return (json.loads(m.read_text()), c) if m.exists() and c.exists() else (None, None)
+    """`(metrics, checkpoint path)` of a variant another experiment ran with `seed`, else in the run every seed shares
+    (`runs/<profile>/<experiment>/`: an experiment run without a seed); (None, None) when neither has it."""
+    for d in (seed_runs(profile, seed, root)/experiment, Path(root or runs_dir())/profile/experiment):
+        m, c = d/f'{variant}.metrics.json', d/f'checkpoint_{variant}.pt'
+        if m.exists() and c.exists(): return json.loads(m.read_text()), c
+    return None, None
 
 def seeds_present(profile: str, root=None) -> list:
     "The seeds with a folder `runs/<profile>/seed-<n>/` holding at least one scored variant, in order."
@@ -203,9 +206,11 @@ def seeds_present(profile: str, root=None) -> list:
                   if re.fullmatch(r'seed-\d+', p.name) and any(p.glob('*/*.metrics.json')))
 
 def load_results(profile: str, root=None, seed: int = 0) -> dict:
-    "`{experiment: {variant: metrics}}` of every scored variant of `seed` under `runs/<profile>/seed-<seed>/`."
-    out = {}
-    for p in sorted(seed_runs(profile, seed, root).glob('*/*.metrics.json')):
+    """`{experiment: {variant: metrics}}` of every scored variant of `seed` under `runs/<profile>/seed-<seed>/` and of
+    the experiments every seed shares (`runs/<profile>/<experiment>/`; the seed's own run of one wins)."""
+    base, out = Path(root or runs_dir())/profile, {}
+    shared = [p for p in sorted(base.glob('*/*.metrics.json')) if not re.fullmatch(r'seed-\d+', p.parent.name)]
+    for p in shared + sorted(seed_runs(profile, seed, root).glob('*/*.metrics.json')):
         out.setdefault(p.parent.name, {})[p.name[:-len('.metrics.json')]] = json.loads(p.read_text())
     return out
 
@@ -219,41 +224,45 @@ def _pretrain_data(exp: Experiment, progress: bool) -> tuple:
     return experiment_data(exp, data=default_dataset(exp.profile.name, scene=exp.profile.pretrain_scene,
                                                      progress=progress))
 
-def pretrain_frame(exp: Experiment, seed: int = 0, progress: bool = True) -> dict:
-    "The frame detector trained on another synthetic scene (standing in for COCO), on the target's top-24 class names."
+PRETRAIN_SEED = 0   # the pretraining's seed, whatever the report's seeds: the stand-in for public weights
+
+def pretrain_frame(exp: Experiment, progress: bool = True) -> dict:
+    """The frame detector trained on another synthetic scene (standing in for COCO), on the target's top-24 class
+    names, with `PRETRAIN_SEED`."""
     p = exp.profile
-    cfg = train_config(p, 'frame', top_classes(load_dataset(exp.data_dir), 24), seed, steps=p.pretrain_steps)
+    cfg = train_config(p, 'frame', top_classes(load_dataset(exp.data_dir), 24), PRETRAIN_SEED, steps=p.pretrain_steps)
     return run_variant(exp, FRAME_PRETRAINED, cfg, _pretrain_data(exp, progress), progress=progress,
                        label=f"frame {p.frame_model['model']} pretrained on scene {p.pretrain_scene}")
 
-def pretrained_frame(exp: Experiment, seed: int = 0, init_checkpoint=None, progress: bool = True) -> Path:
+def pretrained_frame(exp: Experiment, init_checkpoint=None, progress: bool = True) -> Path:
     "Checkpoint of the pretrained frame detector: `init_checkpoint`, else 01's run, else `pretrain_frame` here."
-    return upstream(exp, PRETRAIN, FRAME_PRETRAINED, lambda: pretrain_frame(exp, seed, progress), init_checkpoint)
+    return upstream(exp, PRETRAIN, FRAME_PRETRAINED, lambda: pretrain_frame(exp, progress), init_checkpoint)
 
 def baseline_config(exp: Experiment, classes: list, seed: int = 0, init_checkpoint=None) -> TrainConfig:
     "The frame baseline's configuration: it starts from `init_checkpoint`, else from the pretrained frame detector."
-    return train_config(exp.profile, 'frame', classes, seed, init=str(pretrained_frame(exp, seed, init_checkpoint)))
+    return train_config(exp.profile, 'frame', classes, seed, init=str(pretrained_frame(exp, init_checkpoint)))
 
 def yowo_2d_is_frame_model(p: Profile) -> bool:
     "Whether the profile's YOWO has the frame detector's network as its 2D branch (then it starts from its pretraining)"
     y, f = p.yowo_model, p.frame_model
     return y.get('backbone_2d', 'yolov2') == f['model'] and y.get('width_2d', 1.0) == f.get('width', 1.0)
 
-def pretrain_yowo(exp: Experiment, seed: int = 0, progress: bool = True, frame_checkpoint=None) -> dict:
-    "YOWO trained on another synthetic scene (standing in for UCF101-24), on the target's top-24 class names."
+def pretrain_yowo(exp: Experiment, progress: bool = True, frame_checkpoint=None) -> dict:
+    """YOWO trained on another synthetic scene (standing in for UCF101-24), on the target's top-24 class names, with
+    `PRETRAIN_SEED`."""
     p = exp.profile
     over = {}
     if yowo_2d_is_frame_model(p):     # as YOWO's COCO-trained 2D branch: the pretrained frame detector, kept fixed
-        over = dict(init=str(pretrained_frame(exp, seed, frame_checkpoint, progress)),
+        over = dict(init=str(pretrained_frame(exp, frame_checkpoint, progress)),
                     freeze=dict(backbone_2d=True, backbone_3d=False))
-    cfg = train_config(p, 'yowo', top_classes(load_dataset(exp.data_dir), 24), seed,
+    cfg = train_config(p, 'yowo', top_classes(load_dataset(exp.data_dir), 24), PRETRAIN_SEED,
                        steps=p.yowo_pretrain_steps or p.pretrain_steps, anchors='default', **over)
     return run_variant(exp, YOWO_PRETRAINED, cfg, _pretrain_data(exp, progress), progress=progress,
                        label=f'YOWO ({p.backbones[-1]}) pretrained on scene {p.pretrain_scene}')
 
 def upstream(exp: Experiment, experiment: str, variant: str, make, init_checkpoint=None) -> Path:
     """Checkpoint of `variant` of `experiment`: `init_checkpoint` if given, else that experiment's run with the same
-    seed (`exp`'s parameter `seed`, default 0), else `make()`."""
+    seed (`exp`'s parameter `seed`, default 0) or the run every seed shares (`find_variant`), else `make()`."""
     if init_checkpoint: return Path(init_checkpoint)
     _, ck = find_variant(exp.profile.name, experiment, variant, seed=exp.params.get('seed', 0))
     if ck is not None: return ck

@@ -19,13 +19,13 @@ def test_help_lists_commands():
 def test_report_smoke_writes_dataset_chapter(tmp_path):
     r = run('report', '--profile', 'smoke', '--out', tmp_path/'runs', '--only', '00_dataset', '-q')
     assert r.returncode == 0, r.stdout + r.stderr
-    d = tmp_path/'runs'/'seed-0'/'00_dataset'                  # every seed's runs in seed-<n>/ (issue 22)
+    d = tmp_path/'runs'/'00_dataset'                  # one for every seed: the data stay fixed (issue 22)
     for f in ('00_dataset.ipynb', '00_dataset.html', 'config.json', 'metrics.json', 'class_distribution.png', 'samples.png'):
         assert (d/f).exists(), f
     m = json.loads((d/'metrics.json').read_text())
     assert m['num_classes'] == 45 and m['num_clips'] > 0 and 0 < m['idle_fraction'] < 1
     s = json.loads((tmp_path/'runs'/'summary.json').read_text())
-    assert s['experiments']['seed-0/00_dataset']['status'] == 'ok'
+    assert s['experiments']['00_dataset']['status'] == 'ok'
     assert (tmp_path/'runs'/'report.html').read_text().count('00_dataset') >= 1
 
 
