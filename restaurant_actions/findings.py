@@ -41,7 +41,7 @@ MIN_EFFECT = 1.0            # AP points: a smaller difference is "no clear diffe
 SINGLE_FRAME_MARGIN = 0.1   # frame-mAP by which object-defined actions beat the pairs: "a single frame suffices"
 MOTION_AUC_GAIN = 0.1       # ROC AUC by which clip pixels beat the key frame: "the partners differ in motion"
 FUSION_LOSS_AUC = 0.1       # ROC AUC by which YOWO's 3D branch beats its fused features: "its fusion loses it"
-CARRIES_AUC = 0.7           # ROC AUC from which YOWO's fused features "carry" the difference
+CARRIES_AUC = 0.7           # ROC AUC from which features (YOWO's fused, a ConvLSTM state) "carry" the difference
 SATURATED_TOP24 = 0.85      # top-24 frame-mAP above which a model "saturates"
 LOSS_FALL = 0.9             # a loss "falls": its last window's mean under this fraction of its first window's
 LOSS_WINDOW = 10            # ... each window 1/LOSS_WINDOW of the logged steps
@@ -167,7 +167,8 @@ def finetune_vs_frozen(r: dict) -> Finding | None:
 # %% ../nbs/24d_findings.ipynb #594d8b82
 def probe_finding(pair: str, r: dict) -> Finding:
     """Claim: the partners of look-alike `pair` differ in motion (`r`: `pair_probe`'s result for it); where YOWO's
-    features were probed, also where the difference goes."""
+    or a Recurrent YOLO's features were probed (`'Recurrent YOLO (<placement>): <feature>'`, `checkpoint_probe`),
+    also where the difference goes."""
     a = r['auc']
     if a.get('clip pixels') is None:
         return Finding(f'probe: {pair}', f"Linear probe of {pair}: too few boxes to score (training {r['n_train']}, "
@@ -182,6 +183,12 @@ def probe_finding(pair: str, r: dict) -> Finding:
         said.append("YOWO's 3D branch carries the difference and its fusion loses it"
                     if a['3D branch'] >= a['fused'] + FUSION_LOSS_AUC else "YOWO's fused features carry it"
                     if a['fused'] >= CARRIES_AUC else "YOWO's 3D branch does not carry it")
+    for m in dict.fromkeys(k[:-len(': ConvLSTM state')] for k in a if k.endswith(': ConvLSTM state')):
+        st, before, after = (a[f'{m}: {f}'] for f in ('ConvLSTM state', 'before ConvLSTM', 'after ConvLSTM'))
+        s += f"; {m}: before its ConvLSTM {before:.2f}, state {st:.2f}, after {after:.2f}"
+        said.append(f"{m}'s ConvLSTM state carries the difference and its block's output loses it"
+                    if st >= CARRIES_AUC and st >= after + FUSION_LOSS_AUC else f"{m}'s ConvLSTM state carries it"
+                    if st >= CARRIES_AUC else f"{m}'s ConvLSTM state does not carry it")
     n = dict(auc=a, difference=a['clip pixels'] - a['key-frame pixels'])
     return Finding(f'probe: {pair}', f"{s}: {'; '.join(said)}.", n, REPRODUCES if motion else DOES_NOT_REPRODUCE)
 

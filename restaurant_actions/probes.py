@@ -14,9 +14,10 @@ from torchvision.ops import roi_align
 
 from .data.datasets import ClipDataset, collate_detections
 from .families import family_of, model_device
+from .models.registry import load_checkpoint
 
 # %% auto #0
-__all__ = ['PIXEL_FEATURES', 'pair_probe']
+__all__ = ['PIXEL_FEATURES', 'pair_probe', 'checkpoint_probe']
 
 # %% ../nbs/24c_probes.ipynb #9e19bbaf
 PIXEL_FEATURES = ('clip pixels', 'key-frame pixels')    # with no model; a model adds its family's (`probe_maps`)
@@ -66,3 +67,15 @@ def pair_probe(data: tuple, pairs: list, T: int, frame_step: int = 1, model=None
         r['auc'] = {k: float(roc_auc_score(yte, probe(k).decision_function(Xte[k]))) if ok else None for k in Xtr}
         out[f'{a} / {b}'] = r
     return out
+
+def checkpoint_probe(data: tuple, pairs: list, checkpoint, name: str = '', C: float = 0.1) -> dict:
+    """`pair_probe` of the model saved in `checkpoint` on its family's probe clip (`probe_frames` of its `T`, at its
+    `frame_step`, chapter 16). With a `name`, its features are called `'<name>: <feature>'` and the pixel probes are
+    left out (they are the data's, and the report takes them from YOWO's clip)."""
+    net, ck = load_checkpoint(checkpoint)
+    spec = ck['model_spec']
+    r = pair_probe(data, pairs, T=family_of(net).probe_frames(spec.get('T', 1)), frame_step=spec.get('frame_step', 1),
+                   model=net.eval(), C=C)
+    if name:
+        for v in r.values(): v['auc'] = {f'{name}: {k}': x for k, x in v['auc'].items() if k not in PIXEL_FEATURES}
+    return r

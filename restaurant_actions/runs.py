@@ -158,13 +158,18 @@ def train_config(profile: Profile, role: str, classes: list, seed: int = 0, **ov
     return TrainConfig(**{**common, **cfg, **over}).check()
 
 # %% ../nbs/24b_runs.ipynb #b01b48ec
+def _same_config(saved, cfg: TrainConfig) -> bool:
+    "Whether a saved config is `cfg`: read as `TrainConfig.from_dict` reads it (a field added since at its default)."
+    try: return TrainConfig.from_dict(saved) == cfg
+    except (ConfigError, TypeError, ValueError): return False
+
 def run_variant(exp: Experiment, variant: str, cfg: TrainConfig, data: tuple, label: str | None = None,
                 progress: bool = True, out_dir=None) -> dict:
     "Train and score one variant into `out_dir` (default the experiment's); returns its metrics."
     out = Path(out_dir or exp.out_dir); mpath = out/f'{variant}.metrics.json'
     if mpath.exists():
         old = json.loads(mpath.read_text())
-        if old.get('config') == cfg.to_dict() and (out/f'checkpoint_{variant}.pt').exists(): return old
+        if _same_config(old.get('config'), cfg) and (out/f'checkpoint_{variant}.pt').exists(): return old
         (out/f'{variant}.last.pt').unlink(missing_ok=True)      # scored under another configuration: start afresh
     ds, cache, split = data
     t0 = time.perf_counter()

@@ -77,6 +77,8 @@ class TrainConfig(Config):
     accumulate: int = 1
     optimizer: str = 'adamw'        # 'adamw' or 'sgd'
     lr: float = 2e-3
+    # {parameter-name prefix: factor of `lr`} (the longest matching prefix; others 1): e.g. {'blocks.': 10}
+    lr_mult: dict | None = None
     weight_decay: float = 5e-4
     momentum: float = 0.9
     schedule: str = 'cosine'        # 'cosine', 'step' or 'constant' (after `warmup` linear steps)
@@ -119,6 +121,9 @@ class TrainConfig(Config):
         steps=('an integer >= 1', _int(1)), batch_size=('an integer >= 1', _int(1)),
         accumulate=('an integer >= 1', _int(1)),
         optimizer=_one_of('adamw', 'sgd'), lr=('a number > 0 and <= 1', _num(0, 1, lo_in=False)),
+        lr_mult=('None or a dict of parameter-name prefixes to factors > 0 and <= 1000',
+                 lambda v: v is None or isinstance(v, dict) and all(isinstance(k, str) and k != '' and _num(0, 1000, lo_in=False)(x)
+                                                                for k, x in v.items())),
         weight_decay=('a number in [0, 1]', _num(0, 1)), momentum=('a number in [0, 1)', _num(0, 1, hi_in=False)),
         schedule=_one_of('cosine', 'step', 'constant'), warmup=('an integer >= 0', _int(0)),
         milestones=('a list of increasing steps >= 1', lambda v: isinstance(v, (list, tuple)) and all(map(_int(1), v))
@@ -416,13 +421,24 @@ def _load_any(path) -> tuple:
 @patch
 def _optimizer(self: Trainer):
     """What trains and how: only the parameters that still require gradients (`params`; `frozen` counts the others),
-    weight decay on weights but not on biases and norms, the optimizer and its schedule (`lr_factor`), the autocast
+    weight decay on weights but not on biases and norms, each parameter's rate (`lr` times its `lr_mult` factor; a
+    prefix that starts no trainable parameter's name is a `ConfigError`), the optimizer and its schedule (`lr_factor`), the autocast
     dtype (and a gradient scaler for fp16), the EMA copy, and the loss factor of gradient accumulation."""
     cfg = self.cfg
     self.params = [p for p in self.model.parameters() if p.requires_grad]
     self.frozen = sum(p.numel() for p in self.model.parameters() if not p.requires_grad)
     decay = [p for p in self.params if p.ndim > 1]; rest = [p for p in self.params if p.ndim <= 1]
     groups = [dict(params=decay, weight_decay=cfg.weight_decay), dict(params=rest, weight_decay=0.0)]
+    if cfg.lr_mult:
+        name = {id(p): n for n, p in self.model.named_parameters()}
+        unused = [k for k in cfg.lr_mult if not any(name[id(p)].startswith(k) for p in self.params)]
+        if unused: raise ConfigError(f"lr_mult: {', '.join(map(repr, unused))} starts no trainable parameter's name "
+                                     f"(they start e.g. {name[id(self.params[0])]!r})")
+        def factor(p):
+            k = max((k for k in cfg.lr_mult if name[id(p)].startswith(k)), key=len, default=None)
+            return 1.0 if k is None else float(cfg.lr_mult[k])
+        groups = [dict(params=[p for p in g['params'] if factor(p) == f], weight_decay=g['weight_decay'], lr=cfg.lr * f)
+                  for g in groups for f in sorted({factor(p) for p in g['params']})]
     self.opt = (torch.optim.AdamW(groups, lr=cfg.lr) if cfg.optimizer == 'adamw'
                 else torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True))
     self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))

@@ -8,6 +8,7 @@ the same checkpoints (tensor by tensor, bit for bit) and the same metrics files 
 
 - the temporary folders of the two runs are written `<root>`, and `/seed-0/` in a path is `/`;
 - the training config's `every` is now `frame_step` (one name for the frame spacing, issue 21);
+- a training-config field added since (`lr_mult`, issue 23) at its default `None` is left out;
 - a NaN and a JSON `null` are the same missing number (the JSON writer now writes NaN as `null`);
 - issue 22: every seed's runs are in `seed-<n>/` (the after-tree's `seed-0/` is mapped away: its files must be the
   before-tree's, one for one), and an experiment's `config.json` records the machine (`machine`, absent before).
@@ -23,11 +24,12 @@ from test_reruns import ENV, SLOW, clean
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = 'a848c73'          # the last commit before issue 21's refactor (and the report it gave)
 RENAMED = dict(every='frame_step')
+ADDED = {'lr_mult'}          # TrainConfig fields added since, at their default None (issue 23)
 
 
 def norm(x, roots):
-    "`x` with the temporary roots written `<root>`, renamed config keys, NaN as None."
-    if isinstance(x, dict): return {RENAMED.get(k, k): norm(v, roots) for k, v in x.items()}
+    "`x` with the temporary roots written `<root>`, renamed config keys, NaN as None, fields added since at None left out."
+    if isinstance(x, dict): return {RENAMED.get(k, k): norm(v, roots) for k, v in x.items() if not (k in ADDED and v is None)}
     if isinstance(x, (list, tuple)): return [norm(v, roots) for v in x]
     if isinstance(x, float) and math.isnan(x): return None
     if isinstance(x, str):
