@@ -6,7 +6,10 @@
    (FLOPs from registry.count_flops: multiply-add = 2);
 3. end-to-end `detect_video` frames/s on a 2-minute synthetic video (320x240): a small YOLOv3-tiny and a tiny YOWO;
 4. peak memory (RSS high-water mark, each run in its own subprocess) of detection on a 1-minute vs a 10-minute
-   video: it must not grow with the length.
+   video: it must not grow with the length;
+5. the quick profile's detectors side by side (issue 23's fair cost): the frame baseline, the Recurrent YOLO
+   (one pass per frame, its state carried frame to frame) at both placements and YOWO (a clip per key frame), each
+   detecting on every frame of the same video at the profile's input: GFLOPs per frame and end-to-end frames/s.
 
 `python bench/bench_inference.py [--quick] [--threads N]`; about 6-8 minutes on 2 cores, `--quick` about 2.
 """
@@ -107,6 +110,35 @@ def e2e(d: Path, quick: bool):
               f"(x{r['fast']['fps'] / r['plain']['fps']:.2f}); model share of the time {r['fast']['model_seconds'] / r['fast']['seconds']:.0%} (fast)")
 
 
+def quick_models(d: Path, quick: bool):
+    from restaurant_actions.experiments import get_profile
+    from restaurant_actions.runs import train_config
+    p = get_profile('quick')
+    minutes = 0.25 if quick else 1.0
+    print(f"\n== The quick profile's detectors on every frame of a {minutes:g}-minute synthetic video (320x240 at 10 fps), "
+          f"input {p.input_size[0]}x{p.input_size[1]}, batch 1, the fast path; untrained weights (max_det 10)")
+    ds = make_synthetic(d/'quick', SynthConfig(minutes=minutes, fps=10, size=(320, 240), views=1, classes=8,
+                                               segment_minutes=minutes), progress=False)
+    vid, classes = ds.video_path(ds.videos[0]), ds.classes[:8]
+    rows = []
+    for role, label, kw in (('frame', 'frame YOLOv3-tiny', {}), ('sequence', 'Recurrent YOLO, late', dict(placement='late')),
+                            ('sequence', 'Recurrent YOLO, early', dict(placement='early')), ('clip', 'YOWO', {})):
+        cfg = train_config(p, role, classes)
+        m = build_model(cfg.model, num_classes=len(classes), **{**cfg.model_kwargs, **kw},
+                        **(dict(T=cfg.T) if role == 'clip' else {}))
+        T = cfg.T if role != 'frame' else 1
+        shape = {'frame': (1, 3, 128, 128), 'sequence': (1, 1, 3, 128, 128), 'clip': (1, 3, T, 128, 128)}[role]
+        g = count_flops(m.eval(), torch.zeros(shape)) / 1e9          # one frame (the Recurrent YOLO: one step)
+        det = Detector(m, classes, size=tuple(p.input_size), T=T if role == 'clip' else 1,
+                       frame_step=cfg.frame_step if role == 'clip' else 1, options=InferenceOptions())
+        s = detect_video(vid, detector=det, out_dir=d/f'q_{role}_{len(rows)}', batch=1, max_det=10, overwrite=True,
+                         progress=False, verbose=False)
+        rows.append((label, g, s['fps'], s['frames']))
+    for label, g, fps, n in rows:
+        print(f'{label:24s} {g:6.3f} GFLOPs/frame   {fps:6.1f} frames/s end to end ({n} frames)   '
+              f'{g / rows[0][1]:4.2f}x the frame model\'s FLOPs, {rows[0][2] / fps:4.2f}x its time')
+
+
 CHILD = '''
 import sys, json
 def hwm():   # VmHWM: this process's RSS high-water mark (ru_maxrss would carry the parent's over fork + exec)
@@ -143,7 +175,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--quick', action='store_true', help='fewer repeats, batch 1 only, shorter videos')
     ap.add_argument('--threads', type=int, help='torch threads (default: torch\'s)')
-    ap.add_argument('--skip', nargs='*', default=[], choices=('yowo', 'e2e', 'memory'))
+    ap.add_argument('--skip', nargs='*', default=[], choices=('yowo', 'e2e', 'memory', 'quick_models'))
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}, '
@@ -156,6 +188,7 @@ def main():
         if 'yowo' not in a.skip: yowo_throughput(a.quick, peak['conv3d'])
         if 'e2e' not in a.skip: e2e(d, a.quick)
         if 'memory' not in a.skip: memory(d, a.quick)
+        if 'quick_models' not in a.skip: quick_models(d, a.quick)
     print(f'\n(total {time.perf_counter() - t0:.0f} s)')
 
 
