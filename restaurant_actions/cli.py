@@ -488,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_number(int),
         help="number of classes (>= 1; default: the builder's, e.g. 80 for YOLOv3, 24 for YOWO)",
     )
-    s.add_argument('--family', help="only models of this family: 'frame', 'sequence', 'clip' or another registered one (default: all)")
+    s.add_argument('--family', help="only models of this family: 'frame', 'sequence', 'clip' or another registered one "
+                                    "(default: all)")
     s.add_argument('--only', nargs='+', metavar='NAME', help='only these models (default: all)')
     s.add_argument('--time', action='store_true', help='also time one forward pass at batch 1')
     s.add_argument('--json', type=_out_file, metavar='FILE', help='also write the table as JSON')

@@ -276,8 +276,9 @@ def cpu_flags() -> set:
     return set(line.split(':', 1)[-1].split())
 
 def pin_cpu_kernels(env=None) -> dict:
-    """Set `KERNEL_ENV` in `env` (default `os.environ`) where the CPU has AVX2 and the variable is not set already; the
-    variables set. Processes started afterwards (a report's notebook kernels) use the same CPU kernels on any such CPU."""
+    """Set `KERNEL_ENV` in `env` (default `os.environ`) where the CPU has AVX2 and the variable is not set already;
+    the variables set. Processes started afterwards (a report's notebook kernels) use the same CPU kernels on any
+    such CPU."""
     env = os.environ if env is None else env
     if 'avx2' not in cpu_flags(): return {}
     new = {k: v for k, v in KERNEL_ENV.items() if k not in env}
@@ -293,10 +294,12 @@ def numerics() -> dict:
                        if l.startswith('model name')), None)
     except OSError: model = None
     info = torch.__config__.parallel_info()
-    backend = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('ATen parallel backend')), None)
+    backend = next((l.split(':', 1)[1].strip() for l in info.splitlines()
+                    if l.startswith('ATen parallel backend')), None)
     return dict(torch=torch.__version__, numpy=np.__version__, python=platform.python_version(),
-                threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(), parallel_backend=backend,
-                cpu_capability=torch.backends.cpu.get_cpu_capability(), mkldnn=bool(torch.backends.mkldnn.is_available()),
+                threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(),
+                parallel_backend=backend, cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                mkldnn=bool(torch.backends.mkldnn.is_available()),
                 **{k: os.environ.get(k) for k in KERNEL_ENV}, cpu=model or platform.processor() or 'unknown',
                 cpu_count=os.cpu_count(), machine=platform.machine(),
                 cpu_flags=sorted(f for f in flags if f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_tile', 'fma')),

@@ -48,9 +48,9 @@ def check_count(v, name: str, lo: int = 1) -> int:
     return int(v)
 
 def register_model(fn: Callable = None, *, family: str = None, stride: int | None = None):
-    """Decorator: register builder `fn` under its name (`family`: the name of a registered family adapter, chapter 16 —
-    'frame', 'sequence' or 'clip' for the study's models; `stride`: input sizes must be multiples of it, default
-    `model_stride`'s)."""
+    """Decorator: register builder `fn` under its name (`family`: the name of a registered family adapter,
+    chapter 16 — 'frame', 'sequence' or 'clip' for the study's models; `stride`: input sizes must be multiples of
+    it, default `model_stride`'s)."""
     def deco(f):
         old = _REGISTRY.get(f.__name__, (None,))[0]
         # a notebook re-running its chapter (module '__main__') may replace the exported builder; two libraries may not
