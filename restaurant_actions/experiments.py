@@ -36,7 +36,7 @@ class Profile(Config):
     # YOWO's sampling rate d: a clip takes one frame in `frame_step` (it spans (T-1)·d + 1 frames)
     frame_step: int = 1
     seq_T: int = 4                  # Recurrent YOLO's sub-sequence length
-    seq_frame_step: int = 1              # Recurrent YOLO's sparse frames (one in N)
+    seq_frame_step: int = 1         # Recurrent YOLO's sparse frames (one in N)
     steps: int = 200                # optimizer steps per run
     pretrain_steps: int = 200
     yowo_pretrain_steps: int | None = None   # YOWO's pretraining budget (None: `pretrain_steps`)
