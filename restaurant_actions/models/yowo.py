@@ -15,10 +15,10 @@ from ..boxes import box_iou, wh_iou, convert_boxes, nms
 from .darknet import (Darknet, RegionLayer, YOLOV2_COCO_CFG, darknet_yolov3_tiny,
                                               load_darknet_weights, scaled_cfg)
 from .registry import register_model
-from .yolov3 import yolo_loss
+from .yolov3 import MAX_LOG_WH, head_view, yolo_loss
 
 # %% auto #0
-__all__ = ['UCF24_ANCHORS', 'JHMDB21_ANCHORS', 'AVA_ANCHORS', 'REGION_LOSS_DEFAULTS', 'MAX_LOG_WH', 'yowo_backbone_2d',
+__all__ = ['UCF24_ANCHORS', 'JHMDB21_ANCHORS', 'AVA_ANCHORS', 'REGION_LOSS_DEFAULTS', 'yowo_backbone_2d',
            'darknet_official_names', 'ChannelAttention', 'CFAM', 'YOWO', 'region_view', 'decode_region',
            'region_postprocess', 'build_region_targets', 'region_loss', 'official_state_dict', 'save_yowo_checkpoint',
            'infer_backbone_3d', 'load_yowo_checkpoint', 'yowo', 'yowo_resnet18', 'yowo_resnet50']
@@ -183,13 +183,9 @@ class YOWO(nn.Module):
         return load_darknet_weights(self.backbone_2d, path, **kwargs)
 
 # %% ../../nbs/15_yowo.ipynb #781173dc
-MAX_LOG_WH = math.log(1000.)
-
 def region_view(raw: torch.Tensor, num_anchors: int = 5) -> torch.Tensor:
-    "Raw head `[B, A·(5+C), H, W]` → `[B, A, H, W, 5+C]` (a view: channel `a·(5+C)+k` → `[:, a, :, :, k]`)."
-    B, ch, H, W = raw.shape
-    if ch % num_anchors: raise ValueError(f'{ch} head channels do not split into {num_anchors} anchors')
-    return raw.view(B, num_anchors, ch // num_anchors, H, W).permute(0, 1, 3, 4, 2)
+    "YOWO's raw head as YOLOv3's `head_view` lays a head out (a view), with YOWO's 5 region anchors by default."
+    return head_view(raw, num_anchors)
 
 def _pred_boxes(p: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
     "`p` `[B,A,H,W,5+C]` → `cxcywh` boxes `[B,A,H,W,4]` in grid cells."
