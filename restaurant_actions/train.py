@@ -122,8 +122,8 @@ class TrainConfig(Config):
         accumulate=('an integer >= 1', _int(1)),
         optimizer=_one_of('adamw', 'sgd'), lr=('a number > 0 and <= 1', _num(0, 1, lo_in=False)),
         lr_mult=('None or a dict of parameter-name prefixes to factors > 0 and <= 1000',
-                 lambda v: v is None or isinstance(v, dict) and all(isinstance(k, str) and k != '' and _num(0, 1000, lo_in=False)(x)
-                                                                for k, x in v.items())),
+                 lambda v: v is None or isinstance(v, dict)
+                 and all(isinstance(k, str) and k != '' and _num(0, 1000, lo_in=False)(x) for k, x in v.items())),
         weight_decay=('a number in [0, 1]', _num(0, 1)), momentum=('a number in [0, 1)', _num(0, 1, hi_in=False)),
         schedule=_one_of('cosine', 'step', 'constant'), warmup=('an integer >= 0', _int(0)),
         milestones=('a list of increasing steps >= 1', lambda v: isinstance(v, (list, tuple)) and all(map(_int(1), v))
@@ -422,8 +422,9 @@ def _load_any(path) -> tuple:
 def _optimizer(self: Trainer):
     """What trains and how: only the parameters that still require gradients (`params`; `frozen` counts the others),
     weight decay on weights but not on biases and norms, each parameter's rate (`lr` times its `lr_mult` factor; a
-    prefix that starts no trainable parameter's name is a `ConfigError`), the optimizer and its schedule (`lr_factor`), the autocast
-    dtype (and a gradient scaler for fp16), the EMA copy, and the loss factor of gradient accumulation."""
+    prefix that starts no trainable parameter's name is a `ConfigError`), the optimizer and its schedule
+    (`lr_factor`), the autocast dtype (and a gradient scaler for fp16), the EMA copy, and the loss factor of gradient
+    accumulation."""
     cfg = self.cfg
     self.params = [p for p in self.model.parameters() if p.requires_grad]
     self.frozen = sum(p.numel() for p in self.model.parameters() if not p.requires_grad)
