@@ -7,11 +7,13 @@ the same checkpoints (tensor by tensor, bit for bit) and the same metrics files 
 `test_reruns.clean` (wall-clock fields) and these normalisations, each a rename, not a change of value:
 
 - the temporary folders of the two runs are written `<root>`, and `/seed-0/` in a path is `/`;
-- the training config's `every` is now `frame_step` (one name for the frame spacing, issue 21);
+- the training config's `every` and the profile's `clip_rate`/`seq_every` are now `frame_step`/`seq_frame_step` (one
+  name for the frame spacing, issue 21);
 - a training-config field added since (`lr_mult`, issue 23) at its default `None` is left out;
 - a NaN and a JSON `null` are the same missing number (the JSON writer now writes NaN as `null`);
 - issue 22: every seed's runs are in `seed-<n>/` (the after-tree's `seed-0/` is mapped away: its files must be the
-  before-tree's, one for one), and an experiment's `config.json` records the machine (`machine`, absent before).
+  before-tree's, one for one), and an experiment's `config.json` records the machine (`machine`, absent before); the
+  dataset and the pretraining, which every seed shares, take no `seed` parameter (their runs still use seed 0).
 """
 import json, math, os, shutil, subprocess, sys
 from pathlib import Path
@@ -23,7 +25,7 @@ from test_reruns import ENV, SLOW, clean
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = 'a848c73'          # the last commit before issue 21's refactor (and the report it gave)
-RENAMED = dict(every='frame_step')
+RENAMED = dict(every='frame_step', clip_rate='frame_step', seq_every='seq_frame_step')
 ADDED = {'lr_mult'}          # TrainConfig fields added since, at their default None (issue 23)
 
 
@@ -73,7 +75,8 @@ def differences(a: Path, b: Path, roots) -> dict:
         load = ((lambda p: json.loads(p.read_text())) if f.suffix == '.json'
                 else (lambda p: torch.load(p, map_location='cpu', weights_only=True)))
         x, y = (norm(clean(load(d[f]), '\0'), roots) for d in (fa, fb))     # tensors pass through unchanged
-        if f.name == 'config.json': x.pop('machine', None); y.pop('machine', None)
+        if f.name == 'config.json':
+            for c in (x, y): c.pop('machine', None); c['params'].pop('seed', None)
         d = tensors_differ(x, y)
         if d: out[str(f)] = d
     return out
