@@ -596,8 +596,8 @@ def build_parser() -> argparse.ArgumentParser:
         default='quick',
         choices=('smoke', 'quick', 'full'),
         help=(
-            'smoke: seconds; quick: the whole report in about 20 minutes on 2 CPU cores; full: the study at scale on'
-            ' a GPU'
+            'smoke: seconds; quick: about 15 minutes a seed on 2 CPU cores, after a shared pretraining; '
+            'full: the study at scale on a GPU'
         ),
     )
     s.add_argument('--out', type=Path, help='output folder (default: runs/<profile>)')

@@ -69,7 +69,7 @@ PROFILES = {
                      yowo_model=dict(width_mult=0.25, backbone_2d='yolov3_tiny', width_2d=0.125, cfam_channels=32,
                                      loss='modern'),
                      frame_step=2),
-    'quick': Profile('quick', 'the whole report on 2 CPU cores in about 20 minutes (10 training runs)',
+    'quick': Profile('quick', 'the report on 2 CPU cores: about 15 minutes a seed, after a shared pretraining',
                      SynthConfig(minutes=10, fps=10, size=(320, 240), segment_minutes=1, seed=0, hand_scale=2.0,
                                  imbalance=0.8),
                      T=4, steps=500, pretrain_steps=600, yowo_steps=300, yowo_batch=16, yowo_pretrain_steps=1500,

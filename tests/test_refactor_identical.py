@@ -13,7 +13,8 @@ the same checkpoints (tensor by tensor, bit for bit) and the same metrics files 
 - a NaN and a JSON `null` are the same missing number (the JSON writer now writes NaN as `null`);
 - issue 22: every seed's runs are in `seed-<n>/` (the after-tree's `seed-0/` is mapped away: its files must be the
   before-tree's, one for one), and an experiment's `config.json` records the machine (`machine`, absent before); the
-  dataset and the pretraining, which every seed shares, take no `seed` parameter (their runs still use seed 0).
+  dataset and the pretraining, which every seed shares, take no `seed` parameter (their runs still use seed 0), and
+  the quick profile's description gives its measured time per seed.
 """
 import json, math, os, shutil, subprocess, sys
 from pathlib import Path
@@ -76,7 +77,7 @@ def differences(a: Path, b: Path, roots) -> dict:
                 else (lambda p: torch.load(p, map_location='cpu', weights_only=True)))
         x, y = (norm(clean(load(d[f]), '\0'), roots) for d in (fa, fb))     # tensors pass through unchanged
         if f.name == 'config.json':
-            for c in (x, y): c.pop('machine', None); c['params'].pop('seed', None)
+            for c in (x, y): c.pop('machine', None); c['params'].pop('seed', None); c['profile'].pop('description')
         d = tensors_differ(x, y)
         if d: out[str(f)] = d
     return out
