@@ -77,7 +77,8 @@ def differences(a: Path, b: Path, roots) -> dict:
                 else (lambda p: torch.load(p, map_location='cpu', weights_only=True)))
         x, y = (norm(clean(load(d[f]), '\0'), roots) for d in (fa, fb))     # tensors pass through unchanged
         if f.name == 'config.json':
-            for c in (x, y): c.pop('machine', None); c['params'].pop('seed', None); c['profile'].pop('description')
+            for c in (x, y):
+                c.pop('machine', None); c.get('params', {}).pop('seed', None); c.get('profile', {}).pop('description', None)
         d = tensors_differ(x, y)
         if d: out[str(f)] = d
     return out
