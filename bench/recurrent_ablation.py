@@ -1,7 +1,8 @@
 """Issue 23: what makes the Recurrent YOLO use motion. One change at a time from the study's architecture (chapter 13's
-table), each a row: the look-alike pairs' AP (mean of the pairs' classes, and the best class), the object-defined
-actions' AP, the direction probe (held-out ROC AUC of the first scored pair on the ConvLSTM state and after the block,
-chapter 24c), training seconds and GFLOPs per frame; and two controls: the ported frame baseline itself, and the same
+table), each a row: the look-alike pairs' AP (mean of the pairs' classes, scored as YOWO's files are and per class, and
+the best class), the object-defined actions' AP, the direction probe (held-out ROC AUC of the first scored pair on the
+features before the ConvLSTM, its state and after the block, the model run through the footage as it detects, chapter
+24c), training seconds and GFLOPs per frame; and two controls: the ported frame baseline itself, and the same
 frame model fine-tuned for the Recurrent YOLO's budget without any ConvLSTM (does a row gain by motion or by training
 longer?).
 
@@ -31,6 +32,8 @@ from restaurant_actions.scoring import scored_pairs
 
 NAME = '03b_recurrent_ablation'
 BLOCKS = {'blocks.': 10}          # the ConvLSTM blocks (new layers) at 10× the ported layers' rate
+CPN = dict(class_path=True, state_norm=1)      # the state's class path, read through a per-channel GroupNorm
+PROBE = 'stream'                  # how the stored probes were run (chapter 24c); others are run again
 
 # row: (what changes from the study's architecture, TrainConfig overrides, model_kwargs overrides); 'frame_more' is
 # the control without ConvLSTM (role 'frame'); the study's row has no change
@@ -43,6 +46,22 @@ ROWS = {
     'hidden05': ('hidden width ½ of the channels', {}, dict(hidden=0.5)),
     'lr10_step3': ('10× rate and every 3rd frame', dict(lr_mult=BLOCKS, frame_step=3), {}),
     'lr10_step3_early': ('10× rate, every 3rd frame, early', dict(lr_mult=BLOCKS, frame_step=3), dict(placement='early')),
+    'steps4x': ('4× the training steps', dict(steps_mult=4), {}),
+    'state_norm': ('P reads the state through a per-channel GroupNorm', {}, dict(state_norm=1)),
+    'class_path': ('a 1×1 path from the state to the head\'s class logits (zero at start)', {}, dict(class_path=True)),
+    'class_path_lr10': ('class path, blocks at 10× the rate', dict(lr_mult=BLOCKS), dict(class_path=True)),
+    'class_path_norm': ('class path, state through a per-channel GroupNorm', {}, CPN),
+    'class_path_norm_in': ('class path, state and ConvLSTM input through GroupNorms', {}, dict(CPN, input_norm=8)),
+    'class_path_norm_lr10': ('class path, normalised state, blocks at 10× the rate', dict(lr_mult=BLOCKS), CPN),
+    'class_path_norm_lr10_x4': ('the same for 4× the steps', dict(lr_mult=BLOCKS, steps_mult=4), CPN),
+    'class_path_norm_lr10_predict': ('the same, plus a loss: the state predicts the next frame\'s feature change',
+                                     dict(lr_mult=BLOCKS), dict(CPN, predict=1.0)),
+    'class_path_norm_lr10_clip40': ('the same, training clips cut to 40 frames (4× as many streams\' clips)',
+                                    dict(lr_mult=BLOCKS, clip_max=40), CPN),
+    'class_path_norm_lr10_frozen': ('the same, the ported layers frozen (rate × 0.001): only the blocks learn',
+                                    dict(lr_mult={**BLOCKS, 'yolo.': 0.001}), CPN),
+    'stride4_norm_lr10': ('one block at stride 4 (module 4 of YOLOv3-tiny), normalised state, 10× rate',
+                          dict(lr_mult=BLOCKS), dict(placement=[4], state_norm=1)),
     'frame_more': ('control: the frame model fine-tuned for the same budget, no ConvLSTM', {}, {}),
 }
 
@@ -54,6 +73,8 @@ def row_config(exp, row: str, classes: list, seed: int, base_ck):
         return train_config(p, 'frame', classes, seed, init=str(base_ck), steps=p.steps,
                             batch_size=p.seq_batch * p.seq_T, lr=p.seq_lr, freeze_bn=True)
     _, over, kw = ROWS[row]
+    over = dict(over)
+    if 'steps_mult' in over: over['steps'] = p.steps * over.pop('steps_mult')
     cfg = train_config(p, 'sequence', classes, seed, init=str(base_ck), **over)
     if 'frame_step' in over or 'T' in over:          # training clips long enough for two sub-sequences
         cfg = cfg.replace(clip_min=max(2 * cfg.T * cfg.frame_step, 20))
@@ -73,6 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--rows', default='study,frame_more,lr10,step3', help=f"comma-separated, of: {', '.join(ROWS)}")
     ap.add_argument('--list', action='store_true', help='list the rows and exit')
+    ap.add_argument('--no-probe', action='store_true', help='run no probe: show only the probes already stored')
     a = ap.parse_args(argv)
     if a.list:
         for k, (what, *_) in ROWS.items(): print(f'{k:18s} {what}')
@@ -103,17 +125,18 @@ def main(argv=None) -> int:
             ck = exp.out_dir/f'checkpoint_{row}.pt'
             print(f'{row}: {time.time() - t0:.0f} s', file=sys.stderr)
         pf = exp.out_dir/f'{row}.probe.json'
-        if pf.exists() and json.loads(pf.read_text()).get('checkpoint_mtime') == ck.stat().st_mtime_ns:
-            probe = json.loads(pf.read_text())['probe']
+        old = json.loads(pf.read_text()) if pf.exists() else {}
+        if old.get('checkpoint_mtime') == ck.stat().st_mtime_ns and old.get('how') == PROBE: probe = old['probe']
+        elif a.no_probe or row == 'frame_more': probe = None
         else:
-            probe = checkpoint_probe(data, pairs[:1], ck, name='m') if row != 'frame_more' else None
-            save_json(dict(probe=probe, checkpoint_mtime=ck.stat().st_mtime_ns), pf, indent=1)
+            probe = checkpoint_probe(data, pairs[:1], ck, name='m')
+            save_json(dict(probe=probe, checkpoint_mtime=ck.stat().st_mtime_ns, how=PROBE), pf, indent=1)
         table[row] = dict(metrics=m, probe=probe, ck=ck, what=ROWS[row][0])
 
     print(f'\nseed {a.seed}, profile {a.profile}; pairs: {pairs[:1]} probed\n')
-    print('| row | what changes | pairs AP | best pair class AP | object-defined AP | top-24 | direction AUC: '
-          'before / state / after | last loss | train s | GFLOPs/frame |')
-    print('|---|---|---|---|---|---|---|---|---|---|')
+    print('| row | what changes | pairs AP | pairs AP per class | best pair class AP | object-defined AP | top-24 | '
+          'direction AUC: before / state / after | last loss | train s | GFLOPs/frame |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
     out = {}
     for k, r in table.items():
         m = r['metrics']
@@ -123,10 +146,10 @@ def main(argv=None) -> int:
         f = lambda x: '–' if x is None else f'{x:.2f}'
         aucs = ' / '.join(f(auc.get(f'm: {n}')) for n in ('before ConvLSTM', 'ConvLSTM state', 'after ConvLSTM'))
         g = gflops_per_frame(r['ck'], exp.profile.input_size)
-        out[k] = dict(pairs=100 * m['pairs']['mAP'], object_defined=100 * m['object_defined']['mAP'],
+        out[k] = dict(pairs=100 * m['pairs']['mAP'], pairs_per_class=100 * pc['pairs']['mAP'], object_defined=100 * m['object_defined']['mAP'],
                       top24=100 * m['top24']['mAP'], auc=auc, train_seconds=m['train_seconds'], gflops_per_frame=g,
                       last_loss=m['last_loss'], best_pair_class=None if best is None else 100 * best)
-        print(f"| {k} | {r['what']} | {100 * m['pairs']['mAP']:.1f} | {'–' if best is None else f'{100 * best:.1f}'} "
+        print(f"| {k} | {r['what']} | {100 * m['pairs']['mAP']:.1f} | {100 * pc['pairs']['mAP']:.1f} | {'–' if best is None else f'{100 * best:.1f}'} "
               f"| {100 * m['object_defined']['mAP']:.1f} | {100 * m['top24']['mAP']:.1f} | {aucs} | {m['last_loss']:.3f} "
               f"| {m['train_seconds']:.0f} | {g:.3f} |")
     save_json(out, exp.out_dir/'table.json', indent=1)

@@ -117,6 +117,8 @@ class Family:
         return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
     # ---- what a linear probe reads (chapter 24c)
+    streams = False     # whether a state runs from frame to frame: then a probe runs the model as `probe_stream` does
+
     def probe_frames(self, T: int) -> int:
         "Frames of the clip (ending at the key frame) a probe gives a model of the family trained on inputs of `T`."
         return T
@@ -242,13 +244,11 @@ class SequenceFamily(Family):
     def stream_input(self, ring, slots, keys, T, frame_step):
         return super().stream_input(ring, slots, keys, T, frame_step)[None]            # [1, B, 3, H, W]
 
-    def probe_frames(self, T): return 4 * T        # the state has run through four training sub-sequences
+    streams = True
 
-    def probe_maps(self, model, clip):
-        """At every ConvLSTM block (one per head), on the clip's last frame after the state ran from zeros through the
-        clip: the features that enter the block, the ConvLSTM's hidden state, and the block's output
-        (`x + P(state)`, what the head reads)."""
-        B, T = clip.shape[0], clip.shape[2]
+    def _block_maps(self, model, x, state=None) -> tuple:
+        "`(probe maps of the last frame of x [B,T,3,H,W], the new state)`."
+        B, T = x.shape[:2]
         seen = {}
         def grab(k):
             def hook(block, args, out):
@@ -256,12 +256,27 @@ class SequenceFamily(Family):
                 seen[k] = (last(args[0]), out[1][-1][0], last(out[0]))    # input, last layer's h, output
             return hook
         hooks = [b.register_forward_hook(grab(k)) for k, b in enumerate(model.blocks)]
-        try: model(clip.permute(0, 2, 1, 3, 4))
+        try: _, state = model(x, state)
         finally:
             for h in hooks: h.remove()
         strides = [model.yolo.darknet._info[p]['stride'] for p in model.points]
         return {name: [(seen[k][n], s) for k, s in enumerate(strides)]
-                for n, name in enumerate(('before ConvLSTM', 'ConvLSTM state', 'after ConvLSTM'))}
+                for n, name in enumerate(('before ConvLSTM', 'ConvLSTM state', 'after ConvLSTM'))}, state
+
+    def probe_maps(self, model, clip):
+        """At every ConvLSTM block (one per head), on the clip's last frame after the state ran from zeros through the
+        clip: the features that enter the block, the ConvLSTM's hidden state, and the block's output
+        (`x + P(state)`, what the head reads)."""
+        return self._block_maps(model, clip.permute(0, 2, 1, 3, 4))[0]
+
+    def probe_stream(self, model, frames):
+        """`probe_maps` of each of `frames` (`[3, H, W]` tensors in order, `frame_step` apart), the state carried from
+        zeros through all of them one frame at a time, as evaluation and `detect` run it: what the head reads at
+        detection time, where the state has seen everything since the footage began."""
+        state = None
+        for f in frames:
+            maps, state = self._block_maps(model, f[None, None].to(model_device(model)), state)
+            yield maps
 
 # %% ../nbs/16_families.ipynb #b88381b5
 FAMILIES: dict = {}     # name: the family's adapter

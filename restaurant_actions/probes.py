@@ -12,7 +12,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torchvision.ops import roi_align
 
-from .data.datasets import ClipDataset, collate_detections
+from .data.annotations import mask_to_ranges
+from .data.datasets import ClipDataset, collate_detections, to_tensor
 from .families import family_of, model_device
 from .models.registry import load_checkpoint
 
@@ -22,6 +23,35 @@ __all__ = ['PIXEL_FEATURES', 'pair_probe', 'checkpoint_probe']
 # %% ../nbs/24c_probes.ipynb #9e19bbaf
 PIXEL_FEATURES = ('clip pixels', 'key-frame pixels')    # with no model; a model adds its family's (`probe_maps`)
 
+def _at_centres(maps: dict, k: int, c: torch.Tensor) -> dict:
+    "`{name: [n, D]}`: sample `k` of each map at the cells of the pixel centres `c [n, 2]`, heads side by side."
+    at = lambda m, s: m[k][:, (c[:, 1] / s).long().clamp(0, m.shape[-2] - 1),
+                           (c[:, 0] / s).long().clamp(0, m.shape[-1] - 1)].T.float().cpu().numpy()
+    return {name: np.concatenate([at(m, s) for m, s in ms], 1) for name, ms in maps.items()}
+
+def _stream_features(cd: ClipDataset, keys: list, ids: tuple, frame_step: int, model, fam) -> dict:
+    """`{(video index, frame): {name: [n, D]}}` at the boxes of classes `ids` on key frames `keys`, the model run
+    through each contiguous run of the part's frames from its start (`fam.probe_stream`), in chains `frame_step`
+    apart."""
+    want, out = {(int(v), int(f)) for v, f in keys}, {}
+    for vi in sorted({v for v, _ in want}):
+        v = cd.ds.videos[vi]; vid = v.id
+        fr = np.array(sorted(f for w, f in want if w == vi))
+        for s, e in mask_to_ranges(cd.split.mask(vid, cd.part) if cd.split is not None else v.annotated_mask()):
+            for o in range(frame_step):
+                chain = np.arange(s + o, e + 1, frame_step)
+                hit = np.isin(chain, fr)
+                if not hit.any(): continue
+                chain = chain[:np.flatnonzero(hit)[-1] + 1]        # no further than its last key frame
+                frames = (to_tensor(cd.cache.clip(vid, chain[a:a + 64])) for a in range(0, len(chain), 64))
+                with torch.inference_mode():
+                    for f, maps in zip(chain, fam.probe_stream(model, (x for xs in frames for x in xs))):
+                        if (vi, int(f)) not in want: continue
+                        b, c = cd.labels(vid, int(f))
+                        bx = torch.from_numpy(b[np.isin(c, ids)])
+                        out[(vi, int(f))] = _at_centres(maps, 0, (bx[:, :2] + bx[:, 2:]) / 2)
+    return out
+
 def _pair_features(data: tuple, part: str, ids: tuple, T: int, frame_step: int, model=None, crop: int = 8,
                    batch: int = 32) -> tuple:
     "`({feature: [N, D]}, y [N])` for the true boxes of classes `ids` on the key frames of `part` (y = 1 for `ids[1]`)."
@@ -30,10 +60,12 @@ def _pair_features(data: tuple, part: str, ids: tuple, T: int, frame_step: int, 
     keep = [i for i, (vi, f) in enumerate(cd.keys) if np.isin(cd.labels(ds.videos[int(vi)].id, int(f))[1], ids).any()]
     feats, ys = {k: [] for k in PIXEL_FEATURES}, []
     fam = family_of(model) if model is not None else None
+    stream = (_stream_features(cd, [cd.keys[i] for i in keep], ids, frame_step, model, fam)
+              if fam is not None and fam.streams else None)
     for j in range(0, len(keep), batch):
         b = collate_detections([cd[i] for i in keep[j:j + batch]])
         maps = {}
-        if model is not None:
+        if model is not None and stream is None:
             with torch.inference_mode(): maps = fam.probe_maps(model, b['clip'].to(model_device(model)))
         for k, (boxes, classes) in enumerate(zip(b['boxes'], b['classes'])):
             sel = np.isin(classes.numpy(), ids)
@@ -46,10 +78,9 @@ def _pair_features(data: tuple, part: str, ids: tuple, T: int, frame_step: int, 
                                         crop, aligned=True) for q, s in zip(c, h)])       # [n, T, 3, crop, crop]
             feats['clip pixels'] += list(px.flatten(1).numpy())
             feats['key-frame pixels'] += list(px[:, -1].flatten(1).numpy())
-            for name, ms in maps.items():                 # each map at the cell of the box's centre, heads side by side
-                at = lambda m, s: m[k][:, (c[:, 1] / s).long().clamp(0, m.shape[-2] - 1),
-                                       (c[:, 0] / s).long().clamp(0, m.shape[-1] - 1)].T.float().cpu().numpy()
-                feats.setdefault(name, []).extend(np.concatenate([at(m, s) for m, s in ms], 1))
+            got = (_at_centres(maps, k, c) if stream is None
+                   else stream[tuple(int(v) for v in cd.keys[keep[j + k]])])   # each map at the box's centre cell
+            for name, v in got.items(): feats.setdefault(name, []).extend(v)
             ys += (classes[sel] == ids[1]).long().tolist()
     return {k: np.array(v) for k, v in feats.items() if v}, np.array(ys, np.int64)
 
@@ -70,8 +101,9 @@ def pair_probe(data: tuple, pairs: list, T: int, frame_step: int = 1, model=None
 
 def checkpoint_probe(data: tuple, pairs: list, checkpoint, name: str = '', C: float = 0.1) -> dict:
     """`pair_probe` of the model saved in `checkpoint` on its family's probe clip (`probe_frames` of its `T`, at its
-    `frame_step`, chapter 16). With a `name`, its features are called `'<name>: <feature>'` and the pixel probes are
-    left out (they are the data's, and the report takes them from YOWO's clip)."""
+    `frame_step`, chapter 16), or run through the footage where its family `streams`. With a `name`, its features
+    are called `'<name>: <feature>'` and the pixel probes are left out (they are the data's, and the report takes
+    them from YOWO's clip)."""
     net, ck = load_checkpoint(checkpoint)
     spec = ck['model_spec']
     r = pair_probe(data, pairs, T=family_of(net).probe_frames(spec.get('T', 1)), frame_step=spec.get('frame_step', 1),

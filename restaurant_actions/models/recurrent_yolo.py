@@ -15,26 +15,49 @@ from .registry import register_model
 from .yolov3 import YOLOv3, yolov3, yolov3_tiny
 
 # %% auto #0
-__all__ = ['PLACEMENTS', 'RecurrentBlock', 'late_points', 'early_points', 'RecurrentYOLO', 'recurrent_yolov3',
+__all__ = ['PLACEMENTS', 'RecurrentBlock', 'late_points', 'early_points', 'add_class_logits', 'RecurrentYOLO', 'recurrent_yolov3',
            'recurrent_yolov3_tiny']
 
 # %% ../../nbs/13_recurrent_yolo.ipynb #402ef031
+def _group_norm(name: str, k: int, channels: int) -> nn.Module:
+    "A `GroupNorm` of groups of `k` channels (`k` = 0: none)."
+    if k and channels % k: raise ValueError(f'{name}: groups of {k} channels do not divide {channels} channels')
+    return nn.GroupNorm(channels // k, channels) if k else nn.Identity()
+
 class RecurrentBlock(nn.Module):
-    "`y = x + P(ConvLSTM(x))` over the time axis of a `[B·T, C, H, W]` batch; `P` (1×1 conv) starts at zero."
+    """`y = x + P(ConvLSTM(x))` over the time axis of a `[B·T, C, H, W]` batch; `P` (1×1 conv) starts at zero. With
+    `class_logits` > 0, a second 1×1 conv `Q` (also zero at start) reads that many class logits off the state. With
+    `state_norm` = k > 0, `P` and `Q` read the state through a `GroupNorm` of groups of k channels (each frame's map
+    alone; k = 1 standardises each channel over the map); with `input_norm` = k > 0, the ConvLSTM reads `x` through one.
+    With `predict`, a 1×1 conv `R` (zero at start) predicts from the state at frame t the change of `x` to frame t + 1;
+    in training the block keeps the normalised squared error as `aux_loss`."""
     def __init__(self, channels: int, hidden: int | None = None, kernel_size: int = 3, peephole: bool = True,
-                 num_layers: int = 1):
+                 num_layers: int = 1, class_logits: int = 0, state_norm: int = 0, input_norm: int = 0,
+                 predict: bool = False):
         super().__init__()
         self.channels, self.hidden = channels, hidden or max(8, channels // 4)
         self.lstm = ConvLSTM(channels, self.hidden, kernel_size, num_layers=num_layers, peephole=peephole)
         self.proj = nn.Conv2d(self.hidden, channels, 1)
-        nn.init.zeros_(self.proj.weight); nn.init.zeros_(self.proj.bias)
+        self.to_class = nn.Conv2d(self.hidden, class_logits, 1) if class_logits else None
+        self.norm = _group_norm('state_norm', state_norm, self.hidden)
+        self.in_norm = _group_norm('input_norm', input_norm, channels)
+        self.predictor = nn.Conv2d(self.hidden, channels, 1) if predict else None
+        self.aux_loss = None
+        for m in (self.proj, self.to_class, self.predictor):
+            if m is not None: nn.init.zeros_(m.weight); nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor, T: int, state=None, reset=None):
-        "Frames `x [B·T, C, H, W]` (T consecutive per sample) → `(y, state)`."
+        """Frames `x [B·T, C, H, W]` (T consecutive per sample) → `(y, state, Q(state))`, `Q(state)` being
+        `[B·T, class_logits, H, W]` or None."""
         BT, C, H, W = x.shape
         if BT % T: raise ValueError(f'batch of {BT} frames is not a whole number of sequences of T={T}')
-        h, state = self.lstm(x.view(BT // T, T, C, H, W), state, reset=reset)
-        return x + self.proj(h.reshape(BT, -1, H, W)), state
+        h, state = self.lstm(self.in_norm(x).view(BT // T, T, C, H, W), state, reset=reset)
+        h = self.norm(h.reshape(BT, -1, H, W))
+        if self.predictor is not None and self.training and T > 1:
+            dx = x.view(BT // T, T, C, H, W).diff(dim=1).detach()                # what the state should foresee
+            err = self.predictor(h).view(BT // T, T, C, H, W)[:, :-1] - dx
+            self.aux_loss = err.pow(2).mean() / dx.pow(2).mean().clamp(min=1e-8)
+        return x + self.proj(h), state, None if self.to_class is None else self.to_class(h)
 
 # %% ../../nbs/13_recurrent_yolo.ipynb #dfc83fe2
 def late_points(net: Darknet) -> list:
@@ -57,10 +80,19 @@ def early_points(net: Darknet) -> list:
 # %% ../../nbs/13_recurrent_yolo.ipynb #583fb5c9
 PLACEMENTS = ('late', 'early')
 
+def add_class_logits(out: torch.Tensor, logits: torch.Tensor, num_anchors: int) -> torch.Tensor:
+    "Raw head `[B, A·(5+C), H, W]` with `logits [B, A·C, H, W]` added to its class channels (`head_view`'s `5:`)."
+    B, ch, H, W = out.shape
+    v = out.view(B, num_anchors, ch // num_anchors, H, W)
+    return torch.cat([v[:, :, :5], v[:, :, 5:] + logits.view(B, num_anchors, -1, H, W)], 2).view_as(out)
+
 class RecurrentYOLO(nn.Module):
-    "A YOLOv3 with residual ConvLSTM blocks at `placement` ('late', 'early' or module indices); input `[B,T,3,H,W]`."
+    """A YOLOv3 with residual ConvLSTM blocks at `placement` ('late', 'early' or module indices); input `[B,T,3,H,W]`.
+    With `class_path`, each block's state also adds to its head's class logits through a 1×1 conv (zero at start):
+    the direction the state holds reaches the classes without passing through the features the ported head reads."""
     def __init__(self, yolo: YOLOv3, placement='late', hidden: int | float = 0.25, kernel_size: int = 3,
-                 peephole: bool = True, num_layers: int = 1):
+                 peephole: bool = True, num_layers: int = 1, class_path: bool = False, state_norm: int = 0,
+                 input_norm: int = 0, predict: float = 0.0):
         super().__init__()
         self.yolo = yolo
         net = yolo.darknet
@@ -73,11 +105,21 @@ class RecurrentYOLO(nn.Module):
         if bad:
             raise ValueError(f'insertion points {bad} are not module indices of the network '
                              f'(0..{len(net.module_list) - 1})')
-        self.placement, self.points = placement, points
+        self.placement, self.points, self.class_path, self.predict = placement, points, bool(class_path), float(predict)
         chans = [net._info[i]['out'] for i in points]
         hid = [h if isinstance(hidden, int) else max(8, int(round(c * hidden / 8)) * 8)
                for c, h in zip(chans, [hidden] * len(chans))]
-        self.blocks = nn.ModuleList(RecurrentBlock(c, h, kernel_size, peephole, num_layers) for c, h in zip(chans, hid))
+        self.anchors_per_head = [len(L['mask']) for L in net.yolo_layers]
+        logits = [0] * len(points)
+        if class_path:      # block k feeds head k: one block per head, at the head's stride
+            strides = [net._info[i]['stride'] for i in points]
+            if strides != [L['stride'] for L in net.yolo_layers]:
+                raise ValueError(f'class_path: needs one insertion point per head at its stride '
+                                 f"{[L['stride'] for L in net.yolo_layers]}, got points {points} at strides {strides}")
+            logits = [a * yolo.num_classes for a in self.anchors_per_head]
+        self.blocks = nn.ModuleList(RecurrentBlock(c, h, kernel_size, peephole, num_layers, q, state_norm, input_norm,
+                                                   predict > 0)
+                                    for c, h, q in zip(chans, hid, logits))
 
     @property
     def yolo_layers(self) -> list: return self.yolo.yolo_layers
@@ -89,13 +131,14 @@ class RecurrentYOLO(nn.Module):
         if x.dim() != 5: raise ValueError(f'RecurrentYOLO expects [B, T, 3, H, W], got shape {list(x.shape)}')
         B, T = x.shape[:2]
         state = list(state) if state is not None else [None] * len(self.blocks)
-        new = [None] * len(self.blocks)
+        new, cls = [None] * len(self.blocks), [None] * len(self.blocks)
         def make(k):
             def f(y):
-                out, new[k] = self.blocks[k](y, T, state[k], reset)
+                out, new[k], cls[k] = self.blocks[k](y, T, state[k], reset)
                 return out
             return f
         outs = self.yolo.darknet.forward_with(x.flatten(0, 1), {p: make(k) for k, p in enumerate(self.points)})
+        if self.class_path: outs = [add_class_logits(o, q, A) for o, q, A in zip(outs, cls, self.anchors_per_head)]
         return outs, new
 
     @staticmethod
@@ -108,8 +151,15 @@ class RecurrentYOLO(nn.Module):
         return self.yolo.decode(outputs, **kw)
 
     def loss(self, outputs, targets):
-        "YOLOv3's loss over the `B·T` frames (`targets` indexed `b·T + t`, as `collate_detections` gives them)."
-        return self.yolo.loss(outputs, targets)
+        """YOLOv3's loss over the `B·T` frames (`targets` indexed `b·T + t`, as `collate_detections` gives them); with
+        `predict`, plus `predict` times the blocks' mean prediction loss (part `predict`) of the last forward."""
+        loss, parts = self.yolo.loss(outputs, targets)
+        aux = [b.aux_loss for b in self.blocks if b.aux_loss is not None]
+        if self.predict and aux:
+            p = self.predict * sum(aux) / len(aux)
+            loss, parts = loss + p, {**parts, 'predict': p.detach()}
+            for b in self.blocks: b.aux_loss = None
+        return loss, parts
 
     def port_from(self, src) -> dict:
         """Load the frame model's weights: a `YOLOv3`, a state dict of one, or a darknet `.weights` file; returns
@@ -131,9 +181,15 @@ def recurrent_yolov3(
     hidden: int | float = 0.25,
     kernel_size: int = 3,
     peephole: bool = True,
+    class_path: bool = False,
+    state_norm: int = 0,
+    input_norm: int = 0,
+    predict: float = 0.0,
 ) -> RecurrentYOLO:
     "YOLOv3 (optionally width/depth-scaled) with residual ConvLSTM blocks."
-    return RecurrentYOLO(yolov3(num_classes, width, depth, anchors, loss), placement, hidden, kernel_size, peephole)
+    return RecurrentYOLO(yolov3(num_classes, width, depth, anchors, loss), placement, hidden, kernel_size, peephole,
+                        class_path=class_path, state_norm=state_norm, input_norm=input_norm,
+                        predict=predict)
 
 
 @register_model(family='sequence')
@@ -146,6 +202,12 @@ def recurrent_yolov3_tiny(
     hidden: int | float = 0.25,
     kernel_size: int = 3,
     peephole: bool = True,
+    class_path: bool = False,
+    state_norm: int = 0,
+    input_norm: int = 0,
+    predict: float = 0.0,
 ) -> RecurrentYOLO:
     "YOLOv3-tiny with residual ConvLSTM blocks."
-    return RecurrentYOLO(yolov3_tiny(num_classes, width, anchors, loss), placement, hidden, kernel_size, peephole)
+    return RecurrentYOLO(yolov3_tiny(num_classes, width, anchors, loss), placement, hidden, kernel_size, peephole,
+                        class_path=class_path, state_norm=state_norm, input_norm=input_norm,
+                        predict=predict)
