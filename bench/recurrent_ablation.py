@@ -62,6 +62,10 @@ ROWS = {
                                     dict(lr_mult={**BLOCKS, 'yolo.': 0.001}), CPN),
     'stride4_norm_lr10': ('one block at stride 4 (module 4 of YOLOv3-tiny), normalised state, 10× rate',
                           dict(lr_mult=BLOCKS), dict(placement=[4], state_norm=1)),
+    'motion': ('the ConvLSTM also reads its input\'s change since the previous frame (motion input)', {}, dict(motion=True)),
+    'motion_step3': ('motion input, every 3rd frame', dict(frame_step=3), dict(motion=True)),
+    'motion_cpn_lr10': ('motion input, class path, normalised state, 10× rate', dict(lr_mult=BLOCKS),
+                        dict(CPN, motion=True)),
     'frame_more': ('control: the frame model fine-tuned for the same budget, no ConvLSTM', {}, {}),
 }
 

@@ -253,7 +253,7 @@ class SequenceFamily(Family):
         def grab(k):
             def hook(block, args, out):
                 last = lambda t: t.view(B, T, *t.shape[1:])[:, -1]
-                seen[k] = (last(args[0]), out[1][-1][0], last(out[0]))    # input, last layer's h, output
+                seen[k] = (last(args[0]), out[1][block.lstm.num_layers - 1][0], last(out[0]))  # in, h, out
             return hook
         hooks = [b.register_forward_hook(grab(k)) for k, b in enumerate(model.blocks)]
         try: _, state = model(x, state)

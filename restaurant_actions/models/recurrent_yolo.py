@@ -30,13 +30,15 @@ class RecurrentBlock(nn.Module):
     `state_norm` = k > 0, `P` and `Q` read the state through a `GroupNorm` of groups of k channels (each frame's map
     alone; k = 1 standardises each channel over the map); with `input_norm` = k > 0, the ConvLSTM reads `x` through one.
     With `predict`, a 1×1 conv `R` (zero at start) predicts from the state at frame t the change of `x` to frame t + 1;
-    in training the block keeps the normalised squared error as `aux_loss`."""
+    in training the block keeps the normalised squared error as `aux_loss`. With `motion`, the ConvLSTM also reads the
+    change of `x` since the stream's previous frame (zero where a stream starts), and the state carries that frame."""
     def __init__(self, channels: int, hidden: int | None = None, kernel_size: int = 3, peephole: bool = True,
                  num_layers: int = 1, class_logits: int = 0, state_norm: int = 0, input_norm: int = 0,
-                 predict: bool = False):
+                 predict: bool = False, motion: bool = False):
         super().__init__()
         self.channels, self.hidden = channels, hidden or max(8, channels // 4)
-        self.lstm = ConvLSTM(channels, self.hidden, kernel_size, num_layers=num_layers, peephole=peephole)
+        self.motion = bool(motion)
+        self.lstm = ConvLSTM(channels * (1 + self.motion), self.hidden, kernel_size, num_layers=num_layers, peephole=peephole)
         self.proj = nn.Conv2d(self.hidden, channels, 1)
         self.to_class = nn.Conv2d(self.hidden, class_logits, 1) if class_logits else None
         self.norm = _group_norm('state_norm', state_norm, self.hidden)
@@ -48,10 +50,19 @@ class RecurrentBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, T: int, state=None, reset=None):
         """Frames `x [B·T, C, H, W]` (T consecutive per sample) → `(y, state, Q(state))`, `Q(state)` being
-        `[B·T, class_logits, H, W]` or None."""
+        `[B·T, class_logits, H, W]` or None. With `motion` the state is the ConvLSTM's plus `(last frame's x,)`."""
         BT, C, H, W = x.shape
         if BT % T: raise ValueError(f'batch of {BT} frames is not a whole number of sequences of T={T}')
-        h, state = self.lstm(self.in_norm(x).view(BT // T, T, C, H, W), state, reset=reset)
+        inp = self.in_norm(x).view(BT // T, T, C, H, W)
+        if self.motion:
+            xs = x.view(BT // T, T, C, H, W)
+            state, prev = (None, None) if state is None else (state[:-1], state[-1][0])
+            first = xs[:, 0] if prev is None or reset is True else prev
+            if prev is not None and isinstance(reset, torch.Tensor):            # a new clip: no change at its start
+                first = torch.where(reset.to(torch.bool, copy=False).view(-1, 1, 1, 1), xs[:, 0], first)
+            inp = torch.cat([inp, xs - torch.cat([first[:, None], xs[:, :-1]], 1)], 2)
+        h, state = self.lstm(inp, state, reset=reset)
+        if self.motion: state = state + [(xs[:, -1],)]
         h = self.norm(h.reshape(BT, -1, H, W))
         if self.predictor is not None and self.training and T > 1:
             dx = x.view(BT // T, T, C, H, W).diff(dim=1).detach()                # what the state should foresee
@@ -89,10 +100,11 @@ def add_class_logits(out: torch.Tensor, logits: torch.Tensor, num_anchors: int) 
 class RecurrentYOLO(nn.Module):
     """A YOLOv3 with residual ConvLSTM blocks at `placement` ('late', 'early' or module indices); input `[B,T,3,H,W]`.
     With `class_path`, each block's state also adds to its head's class logits through a 1×1 conv (zero at start):
-    the direction the state holds reaches the classes without passing through the features the ported head reads."""
+    the direction the state holds reaches the classes without passing through the features the ported head reads.
+    With `motion`, each ConvLSTM also reads its input's change since the previous frame (`RecurrentBlock`)."""
     def __init__(self, yolo: YOLOv3, placement='late', hidden: int | float = 0.25, kernel_size: int = 3,
                  peephole: bool = True, num_layers: int = 1, class_path: bool = False, state_norm: int = 0,
-                 input_norm: int = 0, predict: float = 0.0):
+                 input_norm: int = 0, predict: float = 0.0, motion: bool = False):
         super().__init__()
         self.yolo = yolo
         net = yolo.darknet
@@ -118,7 +130,7 @@ class RecurrentYOLO(nn.Module):
                                  f"{[L['stride'] for L in net.yolo_layers]}, got points {points} at strides {strides}")
             logits = [a * yolo.num_classes for a in self.anchors_per_head]
         self.blocks = nn.ModuleList(RecurrentBlock(c, h, kernel_size, peephole, num_layers, q, state_norm, input_norm,
-                                                   predict > 0)
+                                                   predict > 0, motion)
                                     for c, h, q in zip(chans, hid, logits))
 
     @property
@@ -185,11 +197,12 @@ def recurrent_yolov3(
     state_norm: int = 0,
     input_norm: int = 0,
     predict: float = 0.0,
+    motion: bool = False,
 ) -> RecurrentYOLO:
     "YOLOv3 (optionally width/depth-scaled) with residual ConvLSTM blocks."
     return RecurrentYOLO(yolov3(num_classes, width, depth, anchors, loss), placement, hidden, kernel_size, peephole,
                         class_path=class_path, state_norm=state_norm, input_norm=input_norm,
-                        predict=predict)
+                        predict=predict, motion=motion)
 
 
 @register_model(family='sequence')
@@ -206,8 +219,9 @@ def recurrent_yolov3_tiny(
     state_norm: int = 0,
     input_norm: int = 0,
     predict: float = 0.0,
+    motion: bool = False,
 ) -> RecurrentYOLO:
     "YOLOv3-tiny with residual ConvLSTM blocks."
     return RecurrentYOLO(yolov3_tiny(num_classes, width, anchors, loss), placement, hidden, kernel_size, peephole,
                         class_path=class_path, state_norm=state_norm, input_norm=input_norm,
-                        predict=predict)
+                        predict=predict, motion=motion)
