@@ -62,10 +62,14 @@ ROWS = {
                                     dict(lr_mult={**BLOCKS, 'yolo.': 0.001}), CPN),
     'stride4_norm_lr10': ('one block at stride 4 (module 4 of YOLOv3-tiny), normalised state, 10× rate',
                           dict(lr_mult=BLOCKS), dict(placement=[4], state_norm=1)),
-    'motion': ('the ConvLSTM also reads its input\'s change since the previous frame (motion input)', {}, dict(motion=True)),
-    'motion_step3': ('motion input, every 3rd frame', dict(frame_step=3), dict(motion=True)),
+    'motion': ('the ConvLSTM also reads its input\'s change since the previous frame (motion input)', {}, dict(motion='features')),
+    'motion_step3': ('motion input, every 3rd frame', dict(frame_step=3), dict(motion='features')),
     'motion_cpn_lr10': ('motion input, class path, normalised state, 10× rate', dict(lr_mult=BLOCKS),
-                        dict(CPN, motion=True)),
+                        dict(CPN, motion='features')),
+    'pixels': ('the ConvLSTM also reads a new small CNN of the pixels\' change since the previous frame', {},
+               dict(motion='pixels')),
+    'pixels_cpn_lr10': ('pixel motion, class path, normalised state, 10× rate', dict(lr_mult={**BLOCKS, 'stem.': 10}),
+                        dict(CPN, motion='pixels')),
     'frame_more': ('control: the frame model fine-tuned for the same budget, no ConvLSTM', {}, {}),
 }
 

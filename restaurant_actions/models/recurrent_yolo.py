@@ -15,14 +15,23 @@ from .registry import register_model
 from .yolov3 import YOLOv3, yolov3, yolov3_tiny
 
 # %% auto #0
-__all__ = ['PLACEMENTS', 'RecurrentBlock', 'late_points', 'early_points', 'add_class_logits', 'RecurrentYOLO', 'recurrent_yolov3',
-           'recurrent_yolov3_tiny']
+__all__ = ['PLACEMENTS', 'MOTIONS', 'PIXEL_CHANNELS', 'stream_change', 'RecurrentBlock', 'late_points', 'early_points',
+           'add_class_logits', 'RecurrentYOLO', 'recurrent_yolov3', 'recurrent_yolov3_tiny']
 
 # %% ../../nbs/13_recurrent_yolo.ipynb #402ef031
 def _group_norm(name: str, k: int, channels: int) -> nn.Module:
     "A `GroupNorm` of groups of `k` channels (`k` = 0: none)."
     if k and channels % k: raise ValueError(f'{name}: groups of {k} channels do not divide {channels} channels')
     return nn.GroupNorm(channels // k, channels) if k else nn.Identity()
+
+def stream_change(xs: torch.Tensor, prev: torch.Tensor | None = None, reset=None) -> torch.Tensor:
+    """`xs [B, T, ...]` → its change from each frame to the next of the stream, `xs_t − xs_{t−1}`; the frame before
+    `xs[:, 0]` is `prev` (the previous call's last), and the change is zero where a stream starts: `prev` None, `reset`
+    True, or `reset[b]` True for sample b."""
+    first = xs[:, 0] if prev is None or reset is True else prev
+    if prev is not None and isinstance(reset, torch.Tensor):
+        first = torch.where(reset.to(torch.bool).view(-1, *[1] * (xs.dim() - 2)), xs[:, 0], first)
+    return xs - torch.cat([first[:, None], xs[:, :-1]], 1)
 
 class RecurrentBlock(nn.Module):
     """`y = x + P(ConvLSTM(x))` over the time axis of a `[B·T, C, H, W]` batch; `P` (1×1 conv) starts at zero. With
@@ -31,14 +40,15 @@ class RecurrentBlock(nn.Module):
     alone; k = 1 standardises each channel over the map); with `input_norm` = k > 0, the ConvLSTM reads `x` through one.
     With `predict`, a 1×1 conv `R` (zero at start) predicts from the state at frame t the change of `x` to frame t + 1;
     in training the block keeps the normalised squared error as `aux_loss`. With `motion`, the ConvLSTM also reads the
-    change of `x` since the stream's previous frame (zero where a stream starts), and the state carries that frame."""
+    change of `x` since the stream's previous frame (zero where a stream starts), and the state carries that frame.
+    With `extra_in` > 0 the ConvLSTM also reads that many channels given to `forward` as `extra`."""
     def __init__(self, channels: int, hidden: int | None = None, kernel_size: int = 3, peephole: bool = True,
                  num_layers: int = 1, class_logits: int = 0, state_norm: int = 0, input_norm: int = 0,
-                 predict: bool = False, motion: bool = False):
+                 predict: bool = False, motion: bool = False, extra_in: int = 0):
         super().__init__()
         self.channels, self.hidden = channels, hidden or max(8, channels // 4)
         self.motion = bool(motion)
-        self.lstm = ConvLSTM(channels * (1 + self.motion), self.hidden, kernel_size, num_layers=num_layers, peephole=peephole)
+        self.lstm = ConvLSTM(channels * (1 + self.motion) + extra_in, self.hidden, kernel_size, num_layers=num_layers, peephole=peephole)
         self.proj = nn.Conv2d(self.hidden, channels, 1)
         self.to_class = nn.Conv2d(self.hidden, class_logits, 1) if class_logits else None
         self.norm = _group_norm('state_norm', state_norm, self.hidden)
@@ -48,7 +58,7 @@ class RecurrentBlock(nn.Module):
         for m in (self.proj, self.to_class, self.predictor):
             if m is not None: nn.init.zeros_(m.weight); nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor, T: int, state=None, reset=None):
+    def forward(self, x: torch.Tensor, T: int, state=None, reset=None, extra=None):
         """Frames `x [B·T, C, H, W]` (T consecutive per sample) → `(y, state, Q(state))`, `Q(state)` being
         `[B·T, class_logits, H, W]` or None. With `motion` the state is the ConvLSTM's plus `(last frame's x,)`."""
         BT, C, H, W = x.shape
@@ -57,10 +67,8 @@ class RecurrentBlock(nn.Module):
         if self.motion:
             xs = x.view(BT // T, T, C, H, W)
             state, prev = (None, None) if state is None else (state[:-1], state[-1][0])
-            first = xs[:, 0] if prev is None or reset is True else prev
-            if prev is not None and isinstance(reset, torch.Tensor):            # a new clip: no change at its start
-                first = torch.where(reset.to(torch.bool, copy=False).view(-1, 1, 1, 1), xs[:, 0], first)
-            inp = torch.cat([inp, xs - torch.cat([first[:, None], xs[:, :-1]], 1)], 2)
+            inp = torch.cat([inp, stream_change(xs, prev, reset)], 2)
+        if extra is not None: inp = torch.cat([inp, extra.view(BT // T, T, *extra.shape[1:])], 2)
         h, state = self.lstm(inp, state, reset=reset)
         if self.motion: state = state + [(xs[:, -1],)]
         h = self.norm(h.reshape(BT, -1, H, W))
@@ -90,6 +98,8 @@ def early_points(net: Darknet) -> list:
 
 # %% ../../nbs/13_recurrent_yolo.ipynb #583fb5c9
 PLACEMENTS = ('late', 'early')
+MOTIONS = ('none', 'features', 'pixels')
+PIXEL_CHANNELS = 16       # channels of the pixel-motion stem's maps
 
 def add_class_logits(out: torch.Tensor, logits: torch.Tensor, num_anchors: int) -> torch.Tensor:
     "Raw head `[B, A·(5+C), H, W]` with `logits [B, A·C, H, W]` added to its class channels (`head_view`'s `5:`)."
@@ -101,10 +111,12 @@ class RecurrentYOLO(nn.Module):
     """A YOLOv3 with residual ConvLSTM blocks at `placement` ('late', 'early' or module indices); input `[B,T,3,H,W]`.
     With `class_path`, each block's state also adds to its head's class logits through a 1×1 conv (zero at start):
     the direction the state holds reaches the classes without passing through the features the ported head reads.
-    With `motion`, each ConvLSTM also reads its input's change since the previous frame (`RecurrentBlock`)."""
+    With `motion='features'` each ConvLSTM also reads its input's change since the stream's previous frame
+    (`RecurrentBlock`); with `motion='pixels'` it reads a small strided CNN (`stem`, `PIXEL_CHANNELS` wide, new) of the
+    frames' pixel change since the previous frame, at the block's stride."""
     def __init__(self, yolo: YOLOv3, placement='late', hidden: int | float = 0.25, kernel_size: int = 3,
                  peephole: bool = True, num_layers: int = 1, class_path: bool = False, state_norm: int = 0,
-                 input_norm: int = 0, predict: float = 0.0, motion: bool = False):
+                 input_norm: int = 0, predict: float = 0.0, motion: str = 'none'):
         super().__init__()
         self.yolo = yolo
         net = yolo.darknet
@@ -117,7 +129,16 @@ class RecurrentYOLO(nn.Module):
         if bad:
             raise ValueError(f'insertion points {bad} are not module indices of the network '
                              f'(0..{len(net.module_list) - 1})')
+        if motion not in MOTIONS: raise ValueError(f'motion must be one of {MOTIONS}, got {motion!r}')
         self.placement, self.points, self.class_path, self.predict = placement, points, bool(class_path), float(predict)
+        self.motion, self.strides = motion, [int(net._info[i]['stride']) for i in points]
+        self.stem = None
+        if motion == 'pixels':                   # 3×3 convolutions of stride 2 down to the coarsest block's stride
+            n = max(self.strides).bit_length() - 1
+            if any(s < 2 or s & (s - 1) for s in self.strides):
+                raise ValueError(f"motion='pixels': needs blocks at strides that are powers of 2, got {self.strides}")
+            self.stem = nn.ModuleList(nn.Sequential(nn.Conv2d(3 if i == 0 else PIXEL_CHANNELS, PIXEL_CHANNELS, 3, 2, 1),
+                                                    nn.LeakyReLU(0.1)) for i in range(n))
         chans = [net._info[i]['out'] for i in points]
         hid = [h if isinstance(hidden, int) else max(8, int(round(c * hidden / 8)) * 8)
                for c, h in zip(chans, [hidden] * len(chans))]
@@ -130,7 +151,8 @@ class RecurrentYOLO(nn.Module):
                                  f"{[L['stride'] for L in net.yolo_layers]}, got points {points} at strides {strides}")
             logits = [a * yolo.num_classes for a in self.anchors_per_head]
         self.blocks = nn.ModuleList(RecurrentBlock(c, h, kernel_size, peephole, num_layers, q, state_norm, input_norm,
-                                                   predict > 0, motion)
+                                                   predict > 0, motion == 'features',
+                                                   PIXEL_CHANNELS if motion == 'pixels' else 0)
                                     for c, h, q in zip(chans, hid, logits))
 
     @property
@@ -139,19 +161,24 @@ class RecurrentYOLO(nn.Module):
     def num_classes(self) -> int: return self.yolo.num_classes
 
     def forward(self, x: torch.Tensor, state=None, reset=None):
-        "`x [B,T,3,H,W]` → (raw outputs for the `B·T` frames, new state: one ConvLSTM state per block)."
+        """`x [B,T,3,H,W]` → (raw outputs for the `B·T` frames, new state: one ConvLSTM state per block, and with
+        `motion='pixels'` a last entry `[(last frame,)]`)."""
         if x.dim() != 5: raise ValueError(f'RecurrentYOLO expects [B, T, 3, H, W], got shape {list(x.shape)}')
         B, T = x.shape[:2]
-        state = list(state) if state is not None else [None] * len(self.blocks)
-        new, cls = [None] * len(self.blocks), [None] * len(self.blocks)
+        n = len(self.blocks)
+        state = list(state) if state is not None else [None] * (n + (self.stem is not None))
+        new, cls, pix = [None] * n, [None] * n, {}
+        if self.stem is not None:                # the pixel change's maps at strides 2, 4, ...
+            d = stream_change(x, None if state[n] is None else state[n][0][0], reset).flatten(0, 1)
+            for i, m in enumerate(self.stem): d = pix[2 << i] = m(d)
         def make(k):
             def f(y):
-                out, new[k], cls[k] = self.blocks[k](y, T, state[k], reset)
+                out, new[k], cls[k] = self.blocks[k](y, T, state[k], reset, pix.get(self.strides[k]))
                 return out
             return f
         outs = self.yolo.darknet.forward_with(x.flatten(0, 1), {p: make(k) for k, p in enumerate(self.points)})
         if self.class_path: outs = [add_class_logits(o, q, A) for o, q, A in zip(outs, cls, self.anchors_per_head)]
-        return outs, new
+        return outs, new + ([[(x[:, -1],)]] if self.stem is not None else [])
 
     @staticmethod
     def detach_state(state):
@@ -197,7 +224,7 @@ def recurrent_yolov3(
     state_norm: int = 0,
     input_norm: int = 0,
     predict: float = 0.0,
-    motion: bool = False,
+    motion: str = 'none',
 ) -> RecurrentYOLO:
     "YOLOv3 (optionally width/depth-scaled) with residual ConvLSTM blocks."
     return RecurrentYOLO(yolov3(num_classes, width, depth, anchors, loss), placement, hidden, kernel_size, peephole,
@@ -219,7 +246,7 @@ def recurrent_yolov3_tiny(
     state_norm: int = 0,
     input_norm: int = 0,
     predict: float = 0.0,
-    motion: bool = False,
+    motion: str = 'none',
 ) -> RecurrentYOLO:
     "YOLOv3-tiny with residual ConvLSTM blocks."
     return RecurrentYOLO(yolov3_tiny(num_classes, width, anchors, loss), placement, hidden, kernel_size, peephole,
