@@ -19,12 +19,12 @@ from .train import Trainer, TrainConfig
 
 # %% auto #0
 __all__ = ['DATASET', 'PRETRAIN', 'BASELINE', 'RECURRENT', 'BACKBONES', 'ANCHORS_FREEZE', 'REPORT', 'EXPERIMENTS',
-           'FRAME_PRETRAINED', 'YOWO_PRETRAINED', 'FRAME_BASELINE', 'PLACEMENTS', 'ROLES', 'ROLE_ALIASES',
-           'ROLE_SETTINGS', 'PRETRAIN_SEED', 'recurrent_variant', 'yowo_variant', 'frozen_variant', 'table_runs',
-           'check_trainable', 'prepare_data', 'experiment_data', 'top_classes', 'backbones_3d', 'train_config',
-           'run_variant', 'seed_runs', 'find_variant', 'seeds_present', 'load_results', 'study_numbers',
-           'pretrain_frame', 'pretrained_frame', 'baseline_config', 'yowo_2d_is_frame_model', 'pretrain_yowo',
-           'upstream', 'brief']
+           'FRAME_PRETRAINED', 'YOWO_PRETRAINED', 'FRAME_BASELINE', 'RECURRENTS', 'ROLES', 'ROLE_ALIASES',
+           'ROLE_SETTINGS', 'MOTION_GAP', 'PRETRAIN_SEED', 'recurrent_variant', 'yowo_variant', 'frozen_variant',
+           'table_runs', 'check_trainable', 'prepare_data', 'experiment_data', 'top_classes', 'backbones_3d',
+           'train_config', 'recurrent_config', 'run_variant', 'seed_runs', 'find_variant', 'seeds_present',
+           'load_results', 'study_numbers', 'pretrain_frame', 'pretrained_frame', 'baseline_config',
+           'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief']
 
 # %% ../nbs/24b_runs.ipynb #f62e1cc2
 DATASET, PRETRAIN, BASELINE, RECURRENT, BACKBONES, ANCHORS_FREEZE, REPORT = (
@@ -34,11 +34,11 @@ EXPERIMENTS = (DATASET, PRETRAIN, BASELINE, RECURRENT, BACKBONES, ANCHORS_FREEZE
 
 FRAME_PRETRAINED, YOWO_PRETRAINED = 'yolo_pretrained', 'yowo_pretrained'    # 01_pretrain's runs
 FRAME_BASELINE = 'yolo'                                                       # 02_yolo_baseline's run
-PLACEMENTS = ('late', 'early')                                                # 03's Recurrent YOLOs
+RECURRENTS = ('late', 'early', 'motion')        # 03's Recurrent YOLOs: the study's, early, the report's default
 
-def recurrent_variant(placement: str) -> str:
-    "The Recurrent YOLO run with its LSTMs at `placement` ('late' or 'early')."
-    return f'recurrent_{placement}'
+def recurrent_variant(key: str) -> str:
+    "The Recurrent YOLO run `key` of `RECURRENTS` (`recurrent_config` says what each is)."
+    return f'recurrent_{key}'
 
 def yowo_variant(backbone: str, anchors: str = 'custom') -> str:
     "The fine-tuned YOWO run with 3D `backbone` and `anchors` ('custom': k-means; 'default': UCF101-24's)."
@@ -55,7 +55,7 @@ def table_runs(results: dict, backbone: str) -> dict:
     get = lambda e, v: results.get(e, {}).get(v)
     yowo, ucf = yowo_variant(backbone), yowo_variant(backbone, 'default')
     return dict(yolo=get(BASELINE, FRAME_BASELINE), yowo=get(BACKBONES, yowo), ucf=get(BACKBONES, ucf),
-                **{p: get(RECURRENT, recurrent_variant(p)) for p in PLACEMENTS},
+                **{p: get(RECURRENT, recurrent_variant(p)) for p in RECURRENTS},
                 frozen=get(ANCHORS_FREEZE, frozen_variant()), frozen_ucf=get(ANCHORS_FREEZE, frozen_variant('default')),
                 finetuned=get(BACKBONES, yowo) or get(ANCHORS_FREEZE, yowo),
                 finetuned_ucf=get(BACKBONES, ucf) or get(ANCHORS_FREEZE, ucf))
@@ -156,6 +156,23 @@ def train_config(profile: Profile, role: str, classes: list, seed: int = 0, **ov
                   augment=p.augment, checkpoint_every=max(10, p.steps // 4))
     cfg = settings(p, backbone)
     return TrainConfig(**{**common, **cfg, **over}).check()
+
+# %% ../nbs/24b_runs.ipynb #e2af36e7
+MOTION_GAP = 0.3        # seconds between the frames the 'motion' Recurrent YOLO reads (every 3rd at 10 fps: chapter 13)
+
+def recurrent_config(profile: Profile, key: str, classes: list, seed: int, fps: float, **over) -> TrainConfig:
+    """The `TrainConfig` of 03's Recurrent YOLO `key` (one of `RECURRENTS`) under `profile`, for footage at `fps`
+    frames a second; `over` as `train_config`'s (`init`: the frame model to port)."""
+    if key not in RECURRENTS:
+        raise ConfigError(f"recurrent: must be one of {', '.join(map(repr, RECURRENTS))} (got {key!r})")
+    if not (isinstance(fps, (int, float)) and fps > 0): raise ConfigError(f'fps: must be a number > 0 (got {fps!r})')
+    cfg = train_config(profile, 'sequence', classes, seed, **over)
+    kw = dict(placement='early' if key == 'early' else 'late')
+    if key == 'motion':
+        step = max(1, round(MOTION_GAP * fps))
+        kw['motion'] = 'features'
+        cfg = cfg.replace(frame_step=step, clip_min=max(2 * cfg.T * step, cfg.clip_min))   # two sub-sequences a clip
+    return cfg.replace(model_kwargs={**cfg.model_kwargs, **kw}).check()
 
 # %% ../nbs/24b_runs.ipynb #b01b48ec
 def _same_config(saved, cfg: TrainConfig) -> bool:

@@ -9,7 +9,8 @@ the same checkpoints (tensor by tensor, bit for bit) and the same metrics files 
 - the temporary folders of the two runs are written `<root>`, and `/seed-0/` in a path is `/`;
 - the training config's `every` and the profile's `clip_rate`/`seq_every` are now `frame_step`/`seq_frame_step` (one
   name for the frame spacing, issue 21);
-- a training-config field added since (`lr_mult`, issue 23) at its default `None` is left out;
+- a training-config field added since (`lr_mult`, issue 23) at its default `None` is left out, and so are the runs
+  added since (issue 23's `recurrent_motion`: its files and its entries in 03's metrics);
 - a NaN and a JSON `null` are the same missing number (the JSON writer now writes NaN as `null`);
 - issue 22: every seed's runs are in `seed-<n>/` (the after-tree's `seed-0/` is mapped away: its files must be the
   before-tree's, one for one), and an experiment's `config.json` records the machine (`machine`, absent before); the
@@ -28,11 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BEFORE = 'a848c73'          # the last commit before issue 21's refactor (and the report it gave)
 RENAMED = dict(every='frame_step', clip_rate='frame_step', seq_every='seq_frame_step')
 ADDED = {'lr_mult'}          # TrainConfig fields added since, at their default None (issue 23)
+NEW_RUNS = {'recurrent_motion'}     # runs added since (issue 23): not in the before-tree's report
 
 
 def norm(x, roots):
     "`x` with the temporary roots written `<root>`, renamed config keys, NaN as None, fields added since at None left out."
-    if isinstance(x, dict): return {RENAMED.get(k, k): norm(v, roots) for k, v in x.items() if not (k in ADDED and v is None)}
+    if isinstance(x, dict):
+        return {RENAMED.get(k, k): norm(v, roots) for k, v in x.items()
+                if not (k in ADDED and v is None) and k not in NEW_RUNS}
     if isinstance(x, (list, tuple)): return [norm(v, roots) for v in x]
     if isinstance(x, float) and math.isnan(x): return None
     if isinstance(x, str):
@@ -59,7 +63,7 @@ def files(d: Path) -> dict:
     for p in d.rglob('*'):
         rel = p.relative_to(d)
         if (p.suffix not in ('.json', '.pt') or p.name.startswith('.') or p.name == 'summary.json'
-                or rel.parts[0] == '99_report'):
+                or rel.parts[0] == '99_report' or any(n in p.name for n in NEW_RUNS)):
             continue
         key = Path(*rel.parts[1:]) if rel.parts[0] == 'seed-0' else rel
         assert key not in out, f'{rel}: twice, with and without seed-0/'
@@ -111,6 +115,10 @@ def test_differences_sees_a_changed_bit_and_not_a_rename(tmp_path):
     (b/'seed-0').mkdir(); shutil.move(b/'02_x', b/'seed-0'/'02_x')     # the after-tree's layout: seed-0/ is mapped away
     for d, extra in ((a, {}), (b/'seed-0', {'machine': {'threads': 2}})):
         (d/'02_x'/'config.json').write_text(json.dumps({'params': {'seed': 0}, **extra}))
+    assert differences(a, b, roots) == {}
+    (b/'seed-0/02_x/recurrent_motion.metrics.json').write_text('{"mAP": 0.9}')       # a run added since: left out
+    (b/'seed-0/02_x/m.metrics.json').write_text(json.dumps({'mAP': 0.5, 'top5': None, 'config': {'frame_step': 2},
+                                                            'recurrent_motion': {'mAP': 0.9}}))
     assert differences(a, b, roots) == {}
     w2 = w.clone(); w2.view(torch.int32)[3] ^= 1                    # one bit of one weight
     torch.save({'model': {'w': w2}, 'config': {'frame_step': 2, 'init': str(tmp_path/'b'/'runs'/'m.pt')}},
