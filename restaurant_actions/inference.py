@@ -119,7 +119,7 @@ class DetectOptions(Config):
     nms_iou: float | None = None    # NMS IoU (None: the model's)
     size: tuple | None = None       # network input (W, H), or one side (None: the checkpoint's)
     T: int | None = None            # clip / sub-sequence length (None: the checkpoint's)
-    frame_step: int | None = 1      # frames between the frames of a clip (YOWO's sampling rate d)
+    frame_step: int | None = 1      # frames between the frames of a clip (YOWO's rate d) or of a state's chain
     max_frames: int | None = None   # stop at this frame number (None: the whole source)
     max_det: int | None = None      # boxes per frame at most (None: the model's)
     max_gap: int = 2                # key frames a tube may skip
@@ -331,11 +331,26 @@ class DetectionStream:
         det = self.detector
         return det.adapter.stream_input(self._ring, self._slots, keys, det.T, det.frame_step)
 
+    def _forward(self, keys: list) -> list:
+        """Detections of key frames `keys`. A model whose state runs from frame to frame (`streams`) with
+        `frame_step` k > 1 runs k interleaved chains, frame f in chain f mod k, each with its own state: as it was
+        trained and as `evaluate` runs it."""
+        det, k = self.detector, self.detector.frame_step
+        if not (det.adapter.streams and k > 1):
+            raw, self._state = det.forward(self._inputs(keys), self._state)
+            return det.decode(raw, self.conf_thresh, self.nms_iou, self.max_det)
+        states, outs = self._state or {}, [None] * len(keys)
+        for c in sorted({f % k for f in keys}):
+            idx = [i for i, f in enumerate(keys) if f % k == c]
+            raw, states[c] = det.forward(self._inputs([keys[i] for i in idx]), states.get(c))
+            for i, o in zip(idx, det.decode(raw, self.conf_thresh, self.nms_iou, self.max_det)): outs[i] = o
+        self._state = states
+        return outs
+
     def _process(self, keys: list):
         det = self.detector
         t = time.perf_counter()
-        raw, self._state = det.forward(self._inputs(keys), self._state)
-        outs = det.decode(raw, self.conf_thresh, self.nms_iou, self.max_det)
+        outs = self._forward(keys)
         self.stats['model_seconds'] += time.perf_counter() - t
         (w, h), (W, H) = det.size, self.size
         scale = np.array([W / w, H / h, W / w, H / h], np.float32)
