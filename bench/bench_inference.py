@@ -112,7 +112,7 @@ def e2e(d: Path, quick: bool):
 
 def quick_models(d: Path, quick: bool):
     from restaurant_actions.experiments import get_profile
-    from restaurant_actions.runs import train_config
+    from restaurant_actions.runs import RECURRENTS, recurrent_config, train_config
     p = get_profile('quick')
     minutes = 0.25 if quick else 1.0
     print(f"\n== The quick profile's detectors on every frame of a {minutes:g}-minute synthetic video (320x240 at 10 fps), "
@@ -121,16 +121,17 @@ def quick_models(d: Path, quick: bool):
                                                segment_minutes=minutes), progress=False)
     vid, classes = ds.video_path(ds.videos[0]), ds.classes[:8]
     rows = []
-    for role, label, kw in (('frame', 'frame YOLOv3-tiny', {}), ('sequence', 'Recurrent YOLO, late', dict(placement='late')),
-                            ('sequence', 'Recurrent YOLO, early', dict(placement='early')), ('clip', 'YOWO', {})):
-        cfg = train_config(p, role, classes)
-        m = build_model(cfg.model, num_classes=len(classes), **{**cfg.model_kwargs, **kw},
+    for role, label, cfg in (('frame', 'frame YOLOv3-tiny', train_config(p, 'frame', classes)),
+                             *(('sequence', f'Recurrent YOLO, {k}', recurrent_config(p, k, classes, 0, 10.0))
+                               for k in RECURRENTS),
+                             ('clip', 'YOWO', train_config(p, 'clip', classes))):
+        m = build_model(cfg.model, num_classes=len(classes), **cfg.model_kwargs,
                         **(dict(T=cfg.T) if role == 'clip' else {}))
         T = cfg.T if role != 'frame' else 1
         shape = {'frame': (1, 3, 128, 128), 'sequence': (1, 1, 3, 128, 128), 'clip': (1, 3, T, 128, 128)}[role]
         g = count_flops(m.eval(), torch.zeros(shape)) / 1e9          # one frame (the Recurrent YOLO: one step)
         det = Detector(m, classes, size=tuple(p.input_size), T=T if role == 'clip' else 1,
-                       frame_step=cfg.frame_step if role == 'clip' else 1, options=InferenceOptions())
+                       frame_step=cfg.frame_step, options=InferenceOptions())   # motion: 3 chains of every 3rd frame
         s = detect_video(vid, detector=det, out_dir=d/f'q_{role}_{len(rows)}', batch=1, max_det=10, overwrite=True,
                          progress=False, verbose=False)
         rows.append((label, g, s['fps'], s['frames']))

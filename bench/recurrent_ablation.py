@@ -76,18 +76,19 @@ ROWS = {
     'pixels_cpn_lr10': ('pixel motion, class path, normalised state, 10× rate', dict(lr_mult={**BLOCKS, 'stem.': 10}),
                         dict(CPN, motion='pixels')),
     'frame_more': ('control: the frame model fine-tuned for the same budget, no ConvLSTM', {}, {}),
+    'frame_more_x2': ('control: the same for 2× the steps', dict(steps_mult=2), {}),
 }
 
 
 def row_config(exp, row: str, classes: list, seed: int, base_ck):
     "The TrainConfig of `row`."
     p = exp.profile
-    if row == 'frame_more':       # the sequence role's budget and rate, in frames per step too
-        return train_config(p, 'frame', classes, seed, init=str(base_ck), steps=p.steps,
-                            batch_size=p.seq_batch * p.seq_T, lr=p.seq_lr, freeze_bn=True)
     _, over, kw = ROWS[row]
     over = dict(over)
     if 'steps_mult' in over: over['steps'] = p.steps * over.pop('steps_mult')
+    if row.startswith('frame_more'):  # the sequence role's budget and rate, in frames per step too
+        return train_config(p, 'frame', classes, seed, init=str(base_ck), steps=over.get('steps', p.steps),
+                            batch_size=p.seq_batch * p.seq_T, lr=p.seq_lr, freeze_bn=True)
     cfg = train_config(p, 'sequence', classes, seed, init=str(base_ck), **over)
     if 'frame_step' in over or 'T' in over:          # training clips long enough for two sub-sequences
         cfg = cfg.replace(clip_min=max(2 * cfg.T * cfg.frame_step, 20))
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
         pf = exp.out_dir/f'{row}.probe.json'
         old = json.loads(pf.read_text()) if pf.exists() else {}
         if old.get('checkpoint_mtime') == ck.stat().st_mtime_ns and old.get('how') == PROBE: probe = old['probe']
-        elif a.no_probe or row == 'frame_more': probe = None
+        elif a.no_probe or row.startswith('frame_more'): probe = None
         else:
             probe = checkpoint_probe(data, pairs[:1], ck, name='m')
             save_json(dict(probe=probe, checkpoint_mtime=ck.stat().st_mtime_ns, how=PROBE), pf, indent=1)

@@ -20,10 +20,10 @@ from .train import Trainer, TrainConfig
 # %% auto #0
 __all__ = ['DATASET', 'PRETRAIN', 'BASELINE', 'RECURRENT', 'BACKBONES', 'ANCHORS_FREEZE', 'REPORT', 'EXPERIMENTS',
            'FRAME_PRETRAINED', 'YOWO_PRETRAINED', 'FRAME_BASELINE', 'RECURRENTS', 'ROLES', 'ROLE_ALIASES',
-           'ROLE_SETTINGS', 'MOTION_GAP', 'PRETRAIN_SEED', 'recurrent_variant', 'yowo_variant', 'frozen_variant',
-           'table_runs', 'check_trainable', 'prepare_data', 'experiment_data', 'top_classes', 'backbones_3d',
-           'train_config', 'recurrent_config', 'run_variant', 'seed_runs', 'find_variant', 'seeds_present',
-           'load_results', 'study_numbers', 'pretrain_frame', 'pretrained_frame', 'baseline_config',
+           'ROLE_SETTINGS', 'MOTION_GAP', 'MOTION_STEPS', 'PRETRAIN_SEED', 'recurrent_variant', 'yowo_variant',
+           'frozen_variant', 'table_runs', 'check_trainable', 'prepare_data', 'experiment_data', 'top_classes',
+           'backbones_3d', 'train_config', 'recurrent_config', 'run_variant', 'seed_runs', 'find_variant',
+           'seeds_present', 'load_results', 'study_numbers', 'pretrain_frame', 'pretrained_frame', 'baseline_config',
            'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief']
 
 # %% ../nbs/24b_runs.ipynb #f62e1cc2
@@ -159,6 +159,7 @@ def train_config(profile: Profile, role: str, classes: list, seed: int = 0, **ov
 
 # %% ../nbs/24b_runs.ipynb #e2af36e7
 MOTION_GAP = 0.3        # seconds between the frames the 'motion' Recurrent YOLO reads (every 3rd at 10 fps: chapter 13)
+MOTION_STEPS = 2        # ... and its training steps, in multiples of the profile's
 
 def recurrent_config(profile: Profile, key: str, classes: list, seed: int, fps: float, **over) -> TrainConfig:
     """The `TrainConfig` of 03's Recurrent YOLO `key` (one of `RECURRENTS`) under `profile`, for footage at `fps`
@@ -171,7 +172,8 @@ def recurrent_config(profile: Profile, key: str, classes: list, seed: int, fps: 
     if key == 'motion':
         step = max(1, round(MOTION_GAP * fps))
         kw['motion'] = 'features'
-        cfg = cfg.replace(frame_step=step, clip_min=max(2 * cfg.T * step, cfg.clip_min))   # two sub-sequences a clip
+        cfg = cfg.replace(frame_step=step, clip_min=max(2 * cfg.T * step, cfg.clip_min),   # two sub-sequences a clip
+                          steps=MOTION_STEPS * cfg.steps)
     return cfg.replace(model_kwargs={**cfg.model_kwargs, **kw}).check()
 
 # %% ../nbs/24b_runs.ipynb #b01b48ec
