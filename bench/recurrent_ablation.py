@@ -27,7 +27,8 @@ from restaurant_actions.families import family_of
 from restaurant_actions.models.registry import count_flops, load_checkpoint
 from restaurant_actions.probes import checkpoint_probe
 from restaurant_actions.runs import (BASELINE, FRAME_BASELINE, RECURRENT, baseline_config, experiment_data,
-                                     find_variant, recurrent_variant, run_variant, top_classes, train_config, upstream)
+                                     find_variant, recurrent_variant, run_variant, sequence_clip_min, top_classes, train_config,
+                                     upstream)
 from restaurant_actions.scoring import scored_pairs
 
 NAME = '03b_recurrent_ablation'
@@ -91,7 +92,7 @@ def row_config(exp, row: str, classes: list, seed: int, base_ck):
                             batch_size=p.seq_batch * p.seq_T, lr=p.seq_lr, freeze_bn=True)
     cfg = train_config(p, 'sequence', classes, seed, init=str(base_ck), **over)
     if 'frame_step' in over or 'T' in over:          # training clips long enough for two sub-sequences
-        cfg = cfg.replace(clip_min=max(2 * cfg.T * cfg.frame_step, 20))
+        cfg = cfg.replace(clip_min=sequence_clip_min(cfg.T, cfg.frame_step))
     return cfg.replace(model_kwargs={**cfg.model_kwargs, 'placement': 'late', **kw}).check()
 
 

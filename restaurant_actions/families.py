@@ -17,7 +17,8 @@ from .data.datasets import (ClipDataset, FrameDataset, SequenceDataset, clip_ind
 from .data.splits import ClipDistributedSampler, action_clips
 
 # %% auto #0
-__all__ = ['FAMILIES', 'model_device', 'Family', 'ClipFamily', 'SequenceFamily', 'register_family', 'get_family', 'family_of']
+__all__ = ['FAMILIES', 'model_device', 'Family', 'ClipFamily', 'stream_chains', 'SequenceFamily', 'register_family', 'get_family',
+           'family_of']
 
 # %% ../nbs/16_families.ipynb #065a3e76
 def model_device(model: nn.Module) -> torch.device:
@@ -177,6 +178,10 @@ class ClipFamily(Family):
         return {'3D branch': [(f3, model.stride)], '2D branch': [(f2, model.stride)], 'fused': [(fused, model.stride)]}
 
 # %% ../nbs/16_families.ipynb #db18458d
+def stream_chains(start: int, end: int, frame_step: int) -> list:
+    "The `frame_step` interleaved chains of every `frame_step`-th frame of frames `start..end` (inclusive), in order."
+    return [np.arange(start + o, end + 1, frame_step) for o in range(frame_step)]
+
 class SequenceFamily(Family):
     """Sequence models (the Recurrent YOLO): a sample is a run of `T` frames, `frame_step` apart, with the state
     carried from one run to the next (`reset` where a new clip starts); the input is `[B,T,3,H,W]` and every frame
@@ -230,8 +235,8 @@ class SequenceFamily(Family):
             mask = data.split.mask(v.id, data.part) if data.split is not None else v.annotated_mask()
             for s, e in tqdm(mask_to_ranges(mask), desc=v.id, disable=not progress, leave=False):
                 if np.searchsorted(keys, e, 'right') == np.searchsorted(keys, s): continue     # no key frame here
-                for o in range(frame_step):                      # interleaved chains of every frame_step-th frame
-                    chain, state = np.arange(s + o, e + 1, frame_step), None
+                for chain in stream_chains(s, e, frame_step):    # interleaved chains, each with its own state
+                    state = None
                     for a in range(0, len(chain), T):            # sub-sequences of T frames, state carried
                         idx = chain[a:a + T]
                         x = to_tensor(data.cache.clip(v.id, idx))[None].to(model_device(model))

@@ -14,7 +14,7 @@ from torchvision.ops import roi_align
 
 from .data.annotations import mask_to_ranges
 from .data.datasets import ClipDataset, collate_detections, to_tensor
-from .families import family_of, model_device
+from .families import family_of, model_device, stream_chains
 from .models.registry import load_checkpoint
 
 # %% auto #0
@@ -38,8 +38,7 @@ def _stream_features(cd: ClipDataset, keys: list, ids: tuple, frame_step: int, m
         v = cd.ds.videos[vi]; vid = v.id
         fr = np.array(sorted(f for w, f in want if w == vi))
         for s, e in mask_to_ranges(cd.split.mask(vid, cd.part) if cd.split is not None else v.annotated_mask()):
-            for o in range(frame_step):
-                chain = np.arange(s + o, e + 1, frame_step)
+            for chain in stream_chains(s, e, frame_step):
                 hit = np.isin(chain, fr)
                 if not hit.any(): continue
                 chain = chain[:np.flatnonzero(hit)[-1] + 1]        # no further than its last key frame

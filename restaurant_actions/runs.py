@@ -22,9 +22,9 @@ __all__ = ['DATASET', 'PRETRAIN', 'BASELINE', 'RECURRENT', 'BACKBONES', 'ANCHORS
            'FRAME_PRETRAINED', 'YOWO_PRETRAINED', 'FRAME_BASELINE', 'RECURRENTS', 'ROLES', 'ROLE_ALIASES',
            'ROLE_SETTINGS', 'MOTION_GAP', 'MOTION_STEPS', 'PRETRAIN_SEED', 'recurrent_variant', 'yowo_variant',
            'frozen_variant', 'table_runs', 'check_trainable', 'prepare_data', 'experiment_data', 'top_classes',
-           'backbones_3d', 'train_config', 'recurrent_config', 'run_variant', 'seed_runs', 'find_variant',
-           'seeds_present', 'load_results', 'study_numbers', 'pretrain_frame', 'pretrained_frame', 'baseline_config',
-           'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief']
+           'backbones_3d', 'sequence_clip_min', 'train_config', 'recurrent_config', 'run_variant', 'seed_runs',
+           'find_variant', 'seeds_present', 'load_results', 'study_numbers', 'pretrain_frame', 'pretrained_frame',
+           'baseline_config', 'yowo_2d_is_frame_model', 'pretrain_yowo', 'upstream', 'brief']
 
 # %% ../nbs/24b_runs.ipynb #f62e1cc2
 DATASET, PRETRAIN, BASELINE, RECURRENT, BACKBONES, ANCHORS_FREEZE, REPORT = (
@@ -115,11 +115,15 @@ def _frame_settings(p, backbone) -> dict:
     kw = dict(p.frame_model)
     return dict(model=kw.pop('model'), model_kwargs=kw, T=1)
 
+def sequence_clip_min(T: int, frame_step: int) -> int:
+    "Shortest training clip of a sequence model: two sub-sequences of `T` frames `frame_step` apart, 20 frames at least."
+    return max(2 * T * frame_step, 20)
+
 def _sequence_settings(p, backbone) -> dict:
     kw = dict(p.seq_model)
     # BatchNorm keeps the ported baseline's statistics: a batch of consecutive frames of a few streams is correlated
     return dict(model=kw.pop('model'), model_kwargs=kw, T=p.seq_T, frame_step=p.seq_frame_step, batch_size=p.seq_batch,
-                lr=p.seq_lr, clip_min=max(2 * p.seq_T * p.seq_frame_step, 20), freeze_bn=True)
+                lr=p.seq_lr, clip_min=sequence_clip_min(p.seq_T, p.seq_frame_step), freeze_bn=True)
 
 def _clip_settings(p, backbone) -> dict:
     return dict(model='yowo', model_kwargs=dict(p.yowo_model, backbone_3d=backbone), T=p.T, frame_step=p.frame_step,
@@ -172,7 +176,7 @@ def recurrent_config(profile: Profile, key: str, classes: list, seed: int, fps: 
     if key == 'motion':
         step = max(1, round(MOTION_GAP * fps))
         kw['motion'] = 'features'
-        cfg = cfg.replace(frame_step=step, clip_min=max(2 * cfg.T * step, cfg.clip_min),   # two sub-sequences a clip
+        cfg = cfg.replace(frame_step=step, clip_min=sequence_clip_min(cfg.T, step),
                           steps=MOTION_STEPS * cfg.steps)
     return cfg.replace(model_kwargs={**cfg.model_kwargs, **kw}).check()
 

@@ -145,10 +145,9 @@ class RecurrentYOLO(nn.Module):
         self.anchors_per_head = [len(L['mask']) for L in net.yolo_layers]
         logits = [0] * len(points)
         if class_path:      # block k feeds head k: one block per head, at the head's stride
-            strides = [net._info[i]['stride'] for i in points]
-            if strides != [L['stride'] for L in net.yolo_layers]:
+            if self.strides != [L['stride'] for L in net.yolo_layers]:
                 raise ValueError(f'class_path: needs one insertion point per head at its stride '
-                                 f"{[L['stride'] for L in net.yolo_layers]}, got points {points} at strides {strides}")
+                                 f"{[L['stride'] for L in net.yolo_layers]}, got points {points} at strides {self.strides}")
             logits = [a * yolo.num_classes for a in self.anchors_per_head]
         self.blocks = nn.ModuleList(RecurrentBlock(c, h, kernel_size, peephole, num_layers, q, state_norm, input_norm,
                                                    predict > 0, motion == 'features',
